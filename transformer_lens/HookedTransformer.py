@@ -1,0 +1,329 @@
+"""HookedTransformer: builds the modules from a config, runs the forward pass, and glues
+hooks, caching and weight loading together. Model families live in `pretrained/`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn as nn
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from transformer_lens import utils
+from transformer_lens._model_inputs import ModelInputs, prepare_inputs
+from transformer_lens._state_dict import check_and_complete_state_dict
+from transformer_lens._weight_properties import WeightPropertiesMixin
+from transformer_lens.components.attention import check_attn_in_allowed
+from transformer_lens.components.embed import Embed
+from transformer_lens.components.norms import make_final_norm, make_norm
+from transformer_lens.components.pos_embed import PosEmbed
+from transformer_lens.components.transformer_block import TransformerBlock
+from transformer_lens.components.unembed import Unembed
+from transformer_lens.hook_points import HookedRootModule, HookPoint
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+
+Logits = Float[Tensor, "batch pos d_vocab_out"]
+
+# Hook names that fire only under a config flag: suffix -> (flag, setter).
+_FLAGGED_HOOKS = {
+    "hook_q_input": ("use_split_qkv_input", "set_use_split_qkv_input"),
+    "hook_k_input": ("use_split_qkv_input", "set_use_split_qkv_input"),
+    "hook_v_input": ("use_split_qkv_input", "set_use_split_qkv_input"),
+    "hook_attn_in": ("use_attn_in", "set_use_attn_in"),
+    "hook_result": ("use_attn_result", "set_use_attn_result"),
+    "hook_mlp_in": ("use_hook_mlp_in", "set_use_hook_mlp_in"),
+    "hook_tokens": ("use_hook_tokens", "cfg.use_hook_tokens = True; model.setup"),
+}
+
+
+class Output(NamedTuple):
+    logits: Logits
+    loss: Tensor
+
+
+class HookedTransformer(WeightPropertiesMixin, HookedRootModule):
+    """A decoder-only transformer with a hook point on every activation."""
+
+    def __init__(
+        self,
+        cfg: HookedTransformerConfig | dict[str, Any],
+        tokenizer: Any = None,
+        move_to_device: bool = True,
+        default_padding_side: str = "right",
+    ):
+        super().__init__()
+        # The model owns its config: flags set here must never reach another model.
+        self.cfg = HookedTransformerConfig.unwrap(cfg).copy()
+        self.tokenizer = None
+        if tokenizer is not None:
+            self.set_tokenizer(tokenizer, default_padding_side=default_padding_side)
+        if self.cfg.d_vocab == -1:
+            raise ValueError("d_vocab must be set in the config when no tokenizer is given")
+        self.default_padding_side = default_padding_side
+        self.embed = Embed(self.cfg)
+        self.hook_embed = HookPoint()
+        self.hook_tokens = HookPoint()
+        if self.cfg.positional_embedding_type != "rotary":
+            self.pos_embed = PosEmbed(self.cfg)
+            self.hook_pos_embed = HookPoint()
+        self.blocks = nn.ModuleList(TransformerBlock(self.cfg, i) for i in range(self.cfg.n_layers))
+        self.ln_final = make_final_norm(self.cfg)
+        self.unembed = Unembed(self.cfg)
+        if self.cfg.positional_embedding_type == "alibi":
+            raise NotImplementedError("ALiBi position embeddings are not supported yet")
+        if self.cfg.init_weights:
+            self.init_weights()
+        if move_to_device and self.cfg.device is not None:
+            self.to(self.cfg.device, print_details=False)
+        self.setup()
+
+    # ----- forward ---------------------------------------------------------------------
+    def forward(
+        self,
+        input: Any,
+        return_type: str | None = "logits",
+        loss_per_token: bool = False,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        start_at_layer: int | None = None,
+        tokens: Int[Tensor, "batch pos"] | None = None,
+        shortformer_pos_embed: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        stop_at_layer: int | None = None,
+        past_kv_cache: Any = None,
+    ) -> Any:
+        if return_type not in ("logits", "loss", "both", None):
+            raise ValueError(
+                f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}"
+            )
+        if past_kv_cache is not None:
+            raise NotImplementedError("past_kv_cache is not supported yet")
+        inputs = prepare_inputs(
+            self, input, tokens, attention_mask, start_at_layer, prepend_bos, padding_side
+        )
+        residual = inputs.residual if start_at_layer is not None else self._embed(inputs)
+        for block in self.blocks[start_at_layer:stop_at_layer]:
+            residual = block(residual, inputs.positions, inputs.key_padding_mask)
+        if stop_at_layer is not None:
+            return residual
+        residual = self.ln_final(residual)
+        if return_type is None:
+            return None
+        logits = self.unembed(residual)
+        if self.cfg.output_logits_soft_cap > 0:
+            cap = self.cfg.output_logits_soft_cap
+            logits = torch.tanh(logits / cap) * cap
+        if return_type == "logits":
+            return logits
+        if inputs.tokens is None:
+            raise ValueError("A loss needs the tokens: pass tokens= when starting from a residual")
+        loss = self.loss_fn(logits, inputs.tokens, inputs.attention_mask, per_token=loss_per_token)
+        return loss if return_type == "loss" else Output(logits, loss)
+
+    def _embed(self, inputs: ModelInputs) -> Float[Tensor, "batch pos d_model"]:
+        assert inputs.tokens is not None
+        tokens = self.hook_tokens(inputs.tokens) if self.cfg.use_hook_tokens else inputs.tokens
+        embedded = self.hook_embed(self.embed(tokens))
+        if self.cfg.positional_embedding_type in ("standard", "shortformer"):
+            pos_embed = self.hook_pos_embed(self.pos_embed(inputs.positions.expand_as(tokens)))
+            if self.cfg.positional_embedding_type == "standard":
+                return embedded + pos_embed
+        return embedded
+
+    def loss_fn(
+        self,
+        logits: Logits,
+        tokens: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        per_token: bool = False,
+    ) -> Tensor:
+        return utils.lm_cross_entropy_loss(logits, tokens, attention_mask, per_token)
+
+    # ----- hooks -----------------------------------------------------------------------
+    def _hook_unavailable_reason(self, name: str) -> str | None:
+        suffix = name.rsplit(".", 1)[-1]
+        if suffix not in _FLAGGED_HOOKS:
+            return None
+        flag, setter = _FLAGGED_HOOKS[suffix]
+        if suffix == "hook_mlp_in" and self.cfg.attn_only:
+            return f"{name} never fires on an attention-only model"
+        if getattr(self.cfg, flag):
+            return None
+        return f"{name} only fires when cfg.{flag} is True; call model.{setter}(True) first"
+
+    def set_use_attn_result(self, use_attn_result: bool) -> None:
+        self.cfg.use_attn_result = use_attn_result
+
+    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
+        if use_split_qkv_input and self.cfg.use_attn_in:
+            raise ValueError("use_attn_in is on; turn it off before enabling use_split_qkv_input")
+        self.cfg.use_split_qkv_input = use_split_qkv_input
+
+    def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
+        if use_hook_mlp_in and self.cfg.attn_only:
+            raise ValueError("hook_mlp_in cannot be used with an attention-only model")
+        self.cfg.use_hook_mlp_in = use_hook_mlp_in
+
+    def set_use_attn_in(self, use_attn_in: bool) -> None:
+        if use_attn_in:
+            check_attn_in_allowed(self.cfg)
+            if self.cfg.use_split_qkv_input:
+                raise ValueError(
+                    "use_split_qkv_input is on; turn it off before enabling use_attn_in"
+                )
+        self.cfg.use_attn_in = use_attn_in
+
+    def set_ungroup_grouped_query_attention(self, ungroup: bool) -> None:
+        if not ungroup and self.cfg.use_attn_in and self.cfg.is_grouped:
+            raise ValueError(
+                "use_attn_in needs ungrouped attention on this model; turn it off first"
+            )
+        self.cfg.ungroup_grouped_query_attention = ungroup
+
+    # ----- weights ---------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """gpt2 init: W_* ~ N(0, initializer_range), biases 0, norm weights 1."""
+        if self.cfg.init_mode != "gpt2":
+            raise NotImplementedError(
+                f"init_mode {self.cfg.init_mode!r} is not supported yet; use 'gpt2'"
+            )
+        generator_std = self.cfg.initializer_range
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                leaf = name.rsplit(".", 1)[-1]
+                if leaf.lstrip("_").startswith("W_"):
+                    nn.init.normal_(param, std=generator_std)
+                elif leaf.lstrip("_").startswith("b"):
+                    param.zero_()
+                elif leaf == "w":
+                    param.fill_(1.0)
+
+    def load_state_dict(  # type: ignore[override]
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """Load weights, refusing missing, unexpected or wrongly shaped keys by name.
+
+        Derived buffers (rotary tables) are filled in when absent; classic `attn.mask` and
+        `attn.IGNORE` buffers are accepted and ignored (masks are built on the fly)."""
+        completed = check_and_complete_state_dict(self, state_dict, strict)
+        return super().load_state_dict(completed, strict=False, assign=assign)
+
+    def load_and_process_state_dict(
+        self,
+        state_dict: dict[str, Tensor],
+        fold_ln: bool = True,
+        center_writing_weights: bool = True,
+        center_unembed: bool = True,
+        fold_value_biases: bool = True,
+        refactor_factored_attn_matrices: bool = False,
+    ) -> None:
+        from transformer_lens.pretrained.processing import load_and_process
+
+        load_and_process(
+            self,
+            state_dict,
+            fold_ln=fold_ln,
+            center_writing_weights=center_writing_weights,
+            center_unembed=center_unembed,
+            fold_value_biases=fold_value_biases,
+            refactor_factored_attn_matrices=refactor_factored_attn_matrices,
+        )
+
+    def process_weights_(
+        self,
+        fold_ln: bool = True,
+        center_writing_weights: bool = True,
+        center_unembed: bool = True,
+        refactor_factored_attn_matrices: bool = False,
+    ) -> None:
+        self.load_and_process_state_dict(
+            self.state_dict(),
+            fold_ln=fold_ln,
+            center_writing_weights=center_writing_weights,
+            center_unembed=center_unembed,
+            fold_value_biases=True,
+            refactor_factored_attn_matrices=refactor_factored_attn_matrices,
+        )
+
+    def _rebuild_norms(self) -> None:
+        """Swap norm modules after cfg.normalization_type changed (fold_ln), keeping devices."""
+        device, dtype = self.cfg.device, self.cfg.dtype
+        for block in self.blocks:
+            block.ln1 = make_norm(self.cfg).to(device=device, dtype=dtype)
+            if hasattr(block, "ln2"):
+                block.ln2 = make_norm(self.cfg).to(device=device, dtype=dtype)
+        self.ln_final = make_final_norm(self.cfg).to(device=device, dtype=dtype)
+        self.setup()
+
+    # ----- devices and sizes -----------------------------------------------------------
+    def to(self, *args: Any, print_details: bool = True, **kwargs: Any) -> HookedTransformer:  # type: ignore[override]
+        device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        if device is not None:
+            self.cfg.device = device
+        if dtype is not None:
+            self.cfg.dtype = dtype
+        if print_details and (device is not None or dtype is not None):
+            logging.info("Moved model to %s", device if device is not None else dtype)
+        return super().to(*args, **kwargs)
+
+    def cuda(self, device: int | torch.device | None = None) -> HookedTransformer:  # type: ignore[override]
+        return self.to("cuda" if device is None else device)
+
+    def cpu(self) -> HookedTransformer:
+        return self.to("cpu")
+
+    def mps(self) -> HookedTransformer:
+        return self.to("mps")
+
+    def n_params(self) -> int:
+        """Parameters actually stored (classic's cfg.n_params counts matrices only)."""
+        return sum(p.numel() for p in self.parameters())
+
+    # ----- tokenizer ---------------------------------------------------------------------
+    def set_tokenizer(self, tokenizer: Any, default_padding_side: str = "right") -> None:
+        from transformer_lens.tokenization import attach_tokenizer
+
+        attach_tokenizer(self, tokenizer, default_padding_side)
+
+    # ----- loading -----------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, model_name: str, **kwargs: Any) -> HookedTransformer:
+        from transformer_lens.pretrained.loader import load_pretrained
+
+        return load_pretrained(cls, model_name, **kwargs)
+
+    @classmethod
+    def from_pretrained_no_processing(cls, model_name: str, **kwargs: Any) -> HookedTransformer:
+        kwargs.update(
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
+            fold_value_biases=False,
+            refactor_factored_attn_matrices=False,
+        )
+        return cls.from_pretrained(model_name, **kwargs)
+
+    def tokenize_for_forward(
+        self, text: str | list[str], prepend_bos: bool | None, padding_side: str | None
+    ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"] | None]:
+        """Tokens for forward, with a mask only when padding can be present."""
+        from transformer_lens.tokenization import to_tokens
+
+        tokens, mask = to_tokens(self, text, prepend_bos, padding_side)
+        return tokens, (mask if not bool(mask.all()) else None)
+
+    def to_tokens(
+        self,
+        input: str | list[str],
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        move_to_device: bool = True,
+        truncate: bool = True,
+    ) -> Int[Tensor, "batch pos"]:
+        from transformer_lens.tokenization import to_tokens
+
+        tokens, _ = to_tokens(self, input, prepend_bos, padding_side, truncate)
+        return tokens.to(self.cfg.device) if move_to_device and self.cfg.device else tokens

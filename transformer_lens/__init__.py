@@ -1,0 +1,24 @@
+"""transformer_lens: the classic HookedTransformer API, correct on grouped-query attention."""
+
+from transformer_lens import loading_from_pretrained, utils
+from transformer_lens import loading_from_pretrained as loading
+from transformer_lens.ActivationCache import ActivationCache
+from transformer_lens.FactoredMatrix import FactoredMatrix
+from transformer_lens.hook_points import HookedRootModule, HookPoint
+from transformer_lens.HookedTransformer import HookedTransformer
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+
+__version__ = "3.0.0"
+
+__all__ = [
+    "ActivationCache",
+    "FactoredMatrix",
+    "HookPoint",
+    "HookedRootModule",
+    "HookedTransformer",
+    "HookedTransformerConfig",
+    "__version__",
+    "loading",
+    "loading_from_pretrained",
+    "utils",
+]

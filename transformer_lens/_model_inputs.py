@@ -1,0 +1,108 @@
+"""Turn what a user passes to forward into checked tokens, positions and masks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from transformer_lens.HookedTransformer import HookedTransformer
+
+
+class ModelInputs(NamedTuple):
+    tokens: Int[Tensor, "batch pos"] | None
+    residual: Float[Tensor, "batch pos d_model"] | None
+    positions: Int[Tensor, "batch_or_1 pos"]
+    key_padding_mask: Bool[Tensor, "batch pos"] | None
+    attention_mask: Int[Tensor, "batch pos"] | None
+
+
+def prepare_inputs(
+    model: HookedTransformer,
+    input: Any,
+    tokens: Tensor | None,
+    attention_mask: Tensor | None,
+    start_at_layer: int | None,
+    prepend_bos: bool | None,
+    padding_side: str | None,
+) -> ModelInputs:
+    residual = None
+    if start_at_layer is not None:
+        residual = check_residual(model, input)
+        if tokens is not None:
+            tokens = check_tokens(model, tokens)
+        batch, pos = residual.shape[:2]
+    else:
+        if isinstance(input, (str, list)):
+            if model.tokenizer is None:
+                raise ValueError(
+                    "Text input needs a tokenizer; pass token ids or call set_tokenizer"
+                )
+            tokens, text_mask = model.tokenize_for_forward(input, prepend_bos, padding_side)
+            attention_mask = text_mask if attention_mask is None else attention_mask
+        else:
+            tokens = input
+        tokens = check_tokens(model, tokens)
+        batch, pos = tokens.shape
+    device = residual.device if residual is not None else tokens.device  # type: ignore[union-attr]
+    if attention_mask is None:
+        positions = torch.arange(pos, device=device)[None]
+        return ModelInputs(tokens, residual, positions, None, None)
+    attention_mask = check_attention_mask(attention_mask, batch, pos).to(device)
+    # Positions count from each row's first real token, so left padding shifts nothing.
+    positions = (attention_mask.cumsum(dim=-1) - 1).clamp(min=0)
+    return ModelInputs(tokens, residual, positions, attention_mask.bool(), attention_mask)
+
+
+def check_tokens(model: HookedTransformer, tokens: Any) -> Int[Tensor, "batch pos"]:
+    if not isinstance(tokens, Tensor):
+        raise TypeError(f"Expected token ids as a torch.Tensor, got {type(tokens).__name__}")
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise TypeError(f"Token ids must be an integer tensor, got dtype {tokens.dtype}")
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2:
+        raise ValueError(f"Tokens must be [batch, pos] or [pos], got shape {tuple(tokens.shape)}")
+    if tokens.numel() == 0:
+        raise ValueError(f"Empty input: tokens have shape {tuple(tokens.shape)}")
+    if tokens.shape[1] > model.cfg.n_ctx:
+        raise ValueError(
+            f"Sequence of {tokens.shape[1]} tokens is longer than n_ctx={model.cfg.n_ctx}"
+        )
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= model.cfg.d_vocab:
+        raise ValueError(
+            f"Token ids must lie in [0, d_vocab={model.cfg.d_vocab}); got min {low}, max {high}"
+        )
+    return tokens.to(model.cfg.device) if model.cfg.device is not None else tokens
+
+
+def check_residual(model: HookedTransformer, residual: Any) -> Float[Tensor, "batch pos d_model"]:
+    if not isinstance(residual, Tensor) or not residual.is_floating_point():
+        raise TypeError("With start_at_layer, input must be a float residual [batch, pos, d_model]")
+    if residual.ndim != 3 or residual.shape[-1] != model.cfg.d_model:
+        raise ValueError(
+            f"With start_at_layer, input must be [batch, pos, d_model={model.cfg.d_model}], "
+            f"got shape {tuple(residual.shape)}"
+        )
+    if residual.shape[1] > model.cfg.n_ctx:
+        raise ValueError(
+            f"Sequence of {residual.shape[1]} positions is longer than n_ctx={model.cfg.n_ctx}"
+        )
+    return residual
+
+
+def check_attention_mask(mask: Any, batch: int, pos: int) -> Int[Tensor, "batch pos"]:
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"attention_mask must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.ndim == 1:
+        mask = mask[None]
+    if tuple(mask.shape) != (batch, pos):
+        raise ValueError(
+            f"attention_mask has shape {tuple(mask.shape)} but the tokens are [batch, pos] = "
+            f"{(batch, pos)}"
+        )
+    return mask.long()

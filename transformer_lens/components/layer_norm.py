@@ -1,0 +1,57 @@
+"""LayerNorm and LayerNormPre (LayerNorm whose weights were folded into the next layer).
+
+Both normalise over the last axis, so they take a residual `[batch, pos, d_model]` or a
+per-head input `[batch, pos, head_index, d_model]` alike.
+"""
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from transformer_lens.hook_points import HookPoint
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+
+
+def _upcast(x: Tensor) -> Tensor:
+    # Half precision norms lose too much in the variance; HF computes them in float32 too.
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+class LayerNormPre(nn.Module):
+    """Centre and scale, with no weight or bias (they were folded into the next layer)."""
+
+    def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.eps = cfg.eps
+        self.hook_scale = HookPoint()
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
+        dtype = x.dtype
+        x = _upcast(x)
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        return self.hook_normalized(x / scale).to(dtype)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with weight `w` and bias `b`; `hook_normalized` is taken after w and b."""
+
+    def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.eps = cfg.eps
+        self.length = cfg.d_model if length is None else length
+        self.w = nn.Parameter(torch.ones(self.length, dtype=cfg.dtype))
+        self.b = nn.Parameter(torch.zeros(self.length, dtype=cfg.dtype))
+        self.hook_scale = HookPoint()
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
+        dtype = x.dtype
+        x = _upcast(x)
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        normalized = (x / scale) * self.w.to(x.dtype) + self.b.to(x.dtype)
+        return self.hook_normalized(normalized).to(dtype)

@@ -1,0 +1,1 @@
+"""MLP variants: plain (GPT-2, Pythia) and gated (Llama, Gemma, Mistral, Qwen2)."""

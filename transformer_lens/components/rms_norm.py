@@ -1,0 +1,45 @@
+"""RMSNorm and RMSNormPre (RMSNorm whose weight was folded into the next layer).
+
+Numerics follow Hugging Face: the mean square and the scaling run in float32, and
+`hook_normalized` is taken before the weight, as in classic TransformerLens.
+"""
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from transformer_lens.hook_points import HookPoint
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+
+
+def _normalize(module: "RMSNormPre", x: Tensor) -> Tensor:
+    x = x.float()
+    scale = module.hook_scale((x.pow(2).mean(-1, keepdim=True) + module.eps).sqrt())
+    return module.hook_normalized(x / scale)
+
+
+class RMSNormPre(nn.Module):
+    """Divide by the root mean square; no weight."""
+
+    def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.eps = cfg.eps
+        self.hook_scale = HookPoint()
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
+        return _normalize(self, x).to(x.dtype)
+
+
+class RMSNorm(RMSNormPre):
+    """RMSNorm with weight `w`, applied in float32 before casting back (Gemma's order;
+    for float32 models every family's order gives the same numbers)."""
+
+    def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
+        super().__init__(cfg, length)
+        self.length = cfg.d_model if length is None else length
+        self.w = nn.Parameter(torch.ones(self.length, dtype=cfg.dtype))
+
+    def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
+        return (_normalize(self, x) * self.w.float()).to(x.dtype)

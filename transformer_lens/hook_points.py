@@ -1,0 +1,409 @@
+"""Hook points: named identity modules through which users read and edit activations.
+
+`HookPoint` wraps torch's forward and full-backward module hooks, checks what a hook
+returns, and remembers which hooks are permanent and which `hooks()` context added them.
+`HookedRootModule` names every HookPoint of a model, adds hooks by name or by filter,
+and runs the model with hooks or with an activation cache.
+"""
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence, ValuesView
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from typing_extensions import Self
+
+from transformer_lens._hook_registry import (
+    Direction,
+    DirectionOrBoth,
+    HookEntry,
+    HookFunction,
+    PosIndex,
+    PosSlice,
+    _pos_slice_to_index,
+    backward_from_scalar,
+    function_name,
+    select_positions,
+    unknown_hook_message,
+)
+
+__all__ = ["HookFunction", "HookPoint", "HookedRootModule", "PosSlice"]
+
+NameOrFilter = str | Callable[[str], bool]
+HookSpec = tuple[NameOrFilter, HookFunction]
+NamesFilter = str | Sequence[str] | Callable[[str], bool] | None
+
+
+class HookPoint(nn.Module):
+    """An identity module that marks an activation users can hook by name.
+
+    `pos_axis` is the position axis of the activation, counting the batch axis (None if
+    it has none); `run_with_cache(pos_slice=...)` slices along it.  With
+    `copy_before_hooks`, forward hooks receive a contiguous copy, so they may edit
+    broadcast views in place; without any forward hook the input itself is returned,
+    which callers use to tell an untouched view from an edited one.
+    """
+
+    def __init__(self, *, pos_axis: int | None = 1, copy_before_hooks: bool = False) -> None:
+        super().__init__()
+        self.pos_axis = pos_axis
+        self.copy_before_hooks = copy_before_hooks
+        self.name: str | None = None
+        self.ctx: dict[Any, Any] = {}
+        self._entries: list[HookEntry] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.copy_before_hooks and self._forward_hooks:
+            # Always a copy, even of a contiguous view (a head axis of size 1), so an
+            # in-place edit never reaches the tensor the caller broadcast from.
+            return x.clone(memory_format=torch.contiguous_format)
+        return x
+
+    def add_hook(
+        self,
+        hook: HookFunction,
+        dir: Direction = "fwd",
+        is_permanent: bool = False,
+        level: int | None = None,
+        prepend: bool = False,
+    ) -> None:
+        """Attach `hook(tensor, hook=self)`; a returned tensor replaces the activation or gradient."""
+        entry = HookEntry(direction=dir, is_permanent=is_permanent, level=level)
+        if dir == "fwd":
+            forward_hook = self._forward_adapter(hook, entry)
+            entry.handle = self.register_forward_hook(forward_hook, prepend=prepend)
+        elif dir == "bwd":
+            backward_hook = self._backward_adapter(hook, entry)
+            entry.handle = self.register_full_backward_hook(backward_hook, prepend=prepend)
+        else:
+            raise ValueError(f"dir must be 'fwd' or 'bwd', got {dir!r}")
+        self._entries.append(entry)
+
+    def _forward_adapter(
+        self, hook: HookFunction, entry: HookEntry
+    ) -> Callable[[nn.Module, tuple[Any, ...], Tensor], Tensor | None]:
+        def run_forward_hook(
+            module: nn.Module, inputs: tuple[Any, ...], output: Tensor
+        ) -> Tensor | None:
+            if not entry.active:
+                return None
+            result = hook(output, hook=self)
+            self._check_hook_result(result, output, hook, "activation")
+            return result
+
+        return run_forward_hook
+
+    def _backward_adapter(
+        self, hook: HookFunction, entry: HookEntry
+    ) -> Callable[[nn.Module, Any, Any], tuple[Tensor, ...] | None]:
+        def run_backward_hook(
+            module: nn.Module, grad_input: Any, grad_output: Any
+        ) -> tuple[Tensor, ...] | None:
+            # Torch gives every backward hook the original grad_output but threads earlier
+            # hooks' replacements through grad_input; for an identity module grad_input is
+            # therefore the gradient as edited so far.
+            grad = grad_input[0] if grad_input[0] is not None else grad_output[0]
+            if not entry.active or grad is None:
+                return None
+            result = hook(grad, hook=self)
+            self._check_hook_result(result, grad, hook, "gradient")
+            if result is None or grad_input[0] is None:
+                return None
+            return (result, *grad_input[1:])
+
+        return run_backward_hook
+
+    def _check_hook_result(
+        self, result: object, reference: Tensor, hook: HookFunction, what: str
+    ) -> None:
+        if result is None:
+            return
+        if not isinstance(result, Tensor):
+            raise TypeError(
+                f"Hook {function_name(hook)!r} on hook point {self.name!r} returned "
+                f"{type(result).__name__}; a hook must return None or a torch.Tensor"
+            )
+        if result.shape != reference.shape or result.dtype != reference.dtype:
+            raise ValueError(
+                f"Hook {function_name(hook)!r} on hook point {self.name!r} returned a tensor of "
+                f"shape {tuple(result.shape)} and dtype {result.dtype}, but the {what} has shape "
+                f"{tuple(reference.shape)} and dtype {reference.dtype}"
+            )
+
+    def remove_hooks(
+        self,
+        dir: DirectionOrBoth = "fwd",
+        including_permanent: bool = False,
+        level: int | None = None,
+    ) -> None:
+        """Remove the matching hooks; `level=None` matches every context level."""
+        if dir not in ("fwd", "bwd", "both"):
+            raise ValueError(f"dir must be 'fwd', 'bwd' or 'both', got {dir!r}")
+        kept = []
+        for entry in self._entries:
+            if entry.matches(dir, including_permanent, level):
+                entry.remove()
+            else:
+                kept.append(entry)
+        self._entries = kept
+
+    def clear_context(self) -> None:
+        self.ctx = {}
+
+    def layer(self) -> int:
+        """The layer index after "blocks." in this hook point's name."""
+        parts = (self.name or "").split(".")
+        for part, following in zip(parts, parts[1:], strict=False):
+            if part == "blocks" and following.isdigit():
+                return int(following)
+        raise ValueError(
+            f"Hook point {self.name!r} has no layer: its name contains no 'blocks.<n>.'"
+        )
+
+
+class HookedRootModule(nn.Module):
+    """A model whose HookPoints can be hooked by name; call `setup()` after building it."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__()
+        self.is_caching = False
+        # Only ever increases, so every hooks() context gets a level no other one used.
+        self.context_level = 0
+        self.mod_dict: dict[str, nn.Module] = {}
+        self.hook_dict: dict[str, HookPoint] = {}
+
+    def setup(self) -> None:
+        """Index all submodules and HookPoints by name and give each HookPoint its name."""
+        self.mod_dict = {name: module for name, module in self.named_modules() if name}
+        self.hook_dict = {}
+        for name, module in self.mod_dict.items():
+            if isinstance(module, HookPoint):
+                module.name = name
+                self.hook_dict[name] = module
+
+    def hook_points(self) -> ValuesView[HookPoint]:
+        return self.hook_dict.values()
+
+    def _hook_unavailable_reason(self, name: str) -> str | None:
+        """Why the hook point `name` cannot fire under the current config; None if it can."""
+        return None
+
+    def _check_hook_name(self, name: str) -> None:
+        if name not in self.hook_dict:
+            raise ValueError(unknown_hook_message(name, self.hook_dict))
+        reason = self._hook_unavailable_reason(name)
+        if reason is not None:
+            raise ValueError(reason)
+
+    def _matching_hook_names(self, name_or_filter: NameOrFilter) -> list[str]:
+        """An explicit name is checked; a filter silently skips hook points that cannot fire."""
+        if isinstance(name_or_filter, str):
+            self._check_hook_name(name_or_filter)
+            return [name_or_filter]
+        return [
+            name
+            for name in self.hook_dict
+            if name_or_filter(name) and self._hook_unavailable_reason(name) is None
+        ]
+
+    def add_hook(
+        self,
+        name: NameOrFilter,
+        hook: HookFunction,
+        dir: Direction = "fwd",
+        is_permanent: bool = False,
+        level: int | None = None,
+        prepend: bool = False,
+    ) -> None:
+        """Add `hook` to the hook point `name`, or to every hook point whose name passes the filter."""
+        for hook_name in self._matching_hook_names(name):
+            self.hook_dict[hook_name].add_hook(
+                hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend
+            )
+
+    def add_perma_hook(
+        self, name: NameOrFilter, hook: HookFunction, dir: Direction = "fwd"
+    ) -> None:
+        self.add_hook(name, hook, dir=dir, is_permanent=True)
+
+    def _add_hook_specs(
+        self, fwd_hooks: Sequence[HookSpec], bwd_hooks: Sequence[HookSpec], level: int | None
+    ) -> None:
+        for name, hook in fwd_hooks:
+            self.add_hook(name, hook, dir="fwd", level=level)
+        for name, hook in bwd_hooks:
+            self.add_hook(name, hook, dir="bwd", level=level)
+
+    def clear_contexts(self) -> None:
+        for hook_point in self.hook_points():
+            hook_point.clear_context()
+
+    def remove_all_hook_fns(
+        self,
+        direction: DirectionOrBoth = "both",
+        including_permanent: bool = False,
+        level: int | None = None,
+    ) -> None:
+        for hook_point in self.hook_points():
+            hook_point.remove_hooks(direction, including_permanent=including_permanent, level=level)
+
+    def reset_hooks(
+        self,
+        clear_contexts: bool = True,
+        direction: DirectionOrBoth = "both",
+        including_permanent: bool = False,
+        level: int | None = None,
+    ) -> None:
+        if clear_contexts:
+            self.clear_contexts()
+        self.remove_all_hook_fns(direction, including_permanent, level=level)
+        self.is_caching = False
+
+    @contextmanager
+    def hooks(
+        self,
+        fwd_hooks: Sequence[HookSpec] = (),
+        bwd_hooks: Sequence[HookSpec] = (),
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+    ) -> Iterator[Self]:
+        """Add hooks at a fresh context level; on exit, however it happens, remove only those."""
+        self.context_level += 1
+        level = self.context_level
+        try:
+            try:
+                self._add_hook_specs(fwd_hooks, bwd_hooks, level)
+            except BaseException:
+                self.remove_all_hook_fns(level=level)
+                raise
+            yield self
+        finally:
+            if reset_hooks_end:
+                self.reset_hooks(clear_contexts, including_permanent=False, level=level)
+
+    def run_with_hooks(
+        self,
+        *model_args: Any,
+        fwd_hooks: Sequence[HookSpec] = (),
+        bwd_hooks: Sequence[HookSpec] = (),
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+        **model_kwargs: Any,
+    ) -> Any:
+        """Run `self(*model_args, **model_kwargs)` with the given `(name or filter, hook)` pairs."""
+        if len(bwd_hooks) > 0 and reset_hooks_end:
+            warnings.warn(
+                "run_with_hooks removes its hooks when it returns, so these backward hooks will "
+                "not fire on a later backward(); call backward() inside `with model.hooks(...)` "
+                "or pass reset_hooks_end=False",
+                stacklevel=2,
+            )
+        with self.hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts) as hooked:
+            return hooked(*model_args, **model_kwargs)
+
+    def _names_to_cache(self, names_filter: NamesFilter) -> list[str]:
+        if names_filter is None:
+            return self._matching_hook_names(lambda name: True)
+        if isinstance(names_filter, str) or callable(names_filter):
+            return self._matching_hook_names(names_filter)
+        if isinstance(names_filter, list | tuple):
+            for name in names_filter:
+                if not isinstance(name, str):
+                    raise TypeError(f"names_filter lists hook names; got a {type(name).__name__}")
+                self._check_hook_name(name)
+            return list(dict.fromkeys(names_filter))
+        raise TypeError(
+            "names_filter must be None, a hook name, a list or tuple of hook names, or a "
+            f"callable; got {type(names_filter).__name__}"
+        )
+
+    def get_caching_hooks(
+        self,
+        names_filter: NamesFilter = None,
+        incl_bwd: bool = False,
+        device: str | torch.device | None = None,
+        remove_batch_dim: bool = False,
+        cache: dict[str, Tensor] | None = None,
+        pos_slice: PosSlice = None,
+    ) -> tuple[dict[str, Tensor], list[HookSpec], list[HookSpec]]:
+        """Hooks that store detached activations (and gradients as `name + "_grad"`) in a dict."""
+        cache = {} if cache is None else cache
+        names = self._names_to_cache(names_filter)
+        pos_index = _pos_slice_to_index(pos_slice)
+        save_activation = _caching_hook(cache, "", device, remove_batch_dim, pos_index)
+        fwd_hooks: list[HookSpec] = [(name, save_activation) for name in names]
+        bwd_hooks: list[HookSpec] = []
+        if incl_bwd:
+            save_gradient = _caching_hook(cache, "_grad", device, remove_batch_dim, pos_index)
+            bwd_hooks = [(name, save_gradient) for name in names]
+        return cache, fwd_hooks, bwd_hooks
+
+    def add_caching_hooks(
+        self,
+        names_filter: NamesFilter = None,
+        incl_bwd: bool = False,
+        device: str | torch.device | None = None,
+        remove_batch_dim: bool = False,
+        cache: dict[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """Add caching hooks until the next `reset_hooks()`; return the dict they fill."""
+        cache, fwd_hooks, bwd_hooks = self.get_caching_hooks(
+            names_filter, incl_bwd, device, remove_batch_dim, cache
+        )
+        self._add_hook_specs(fwd_hooks, bwd_hooks, level=None)
+        self.is_caching = True
+        return cache
+
+    def run_with_cache(
+        self,
+        *model_args: Any,
+        names_filter: NamesFilter = None,
+        device: str | torch.device | None = None,
+        remove_batch_dim: bool = False,
+        incl_bwd: bool = False,
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+        pos_slice: PosSlice = None,
+        return_cache_object: bool = True,
+        **model_kwargs: Any,
+    ) -> tuple[Any, Any]:
+        """Run the model, caching activations; return `(output, ActivationCache or dict)`.
+
+        With `incl_bwd`, the output must be a scalar; `backward()` is called on it and the
+        gradients are cached too.
+        """
+        cache_dict, fwd_hooks, bwd_hooks = self.get_caching_hooks(
+            names_filter, incl_bwd, device, remove_batch_dim, pos_slice=pos_slice
+        )
+        with self.hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts):
+            out = self(*model_args, **model_kwargs)
+            if incl_bwd:
+                backward_from_scalar(out)
+        if not return_cache_object:
+            return out, cache_dict
+        # Imported here because ActivationCache refers back to the model classes.
+        from transformer_lens.ActivationCache import ActivationCache
+
+        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+
+
+def _caching_hook(
+    cache: dict[str, Tensor],
+    suffix: str,
+    device: str | torch.device | None,
+    remove_batch_dim: bool,
+    pos_index: PosIndex,
+) -> HookFunction:
+    def save_activation(tensor: Tensor, hook: HookPoint) -> None:
+        stored = tensor.detach()
+        if pos_index is not None and hook.pos_axis is not None:
+            stored = select_positions(stored, hook.pos_axis, pos_index, str(hook.name))
+        if remove_batch_dim:
+            stored = stored[0]
+        if device is not None:
+            stored = stored.to(device)
+        cache[f"{hook.name}{suffix}"] = stored
+
+    return save_activation

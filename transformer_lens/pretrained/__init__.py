@@ -1,0 +1,1 @@
+"""Loading pretrained models: family adapters, the official-name table, the loader."""

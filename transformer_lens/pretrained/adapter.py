@@ -1,0 +1,128 @@
+"""Adapter: how one Hugging Face model family maps onto HookedTransformer, declared as data.
+
+A family declares (1) the HF architecture names it handles, (2) a config map from our
+field to an HF attribute or a small function of the HF config, (3) a weight map from our
+state-dict key to an HF key and a named transform, and (4) the HF config fields it handles
+or deliberately ignores: any other field whose value differs from the HF default raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+
+Transform = Callable[[Tensor, HookedTransformerConfig], Tensor]
+ConfigValue = str | Callable[[Any], Any]
+
+# Fields every PretrainedConfig carries that never change the forward pass.
+COMMON_IGNORED_FIELDS = frozenset(
+    {
+        "architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype",
+        "model_type", "pad_token_id", "bos_token_id", "eos_token_id", "use_cache",
+        "initializer_range", "attention_dropout", "output_attentions", "output_hidden_states",
+        "return_dict", "id2label", "label2id", "_attn_implementation_autoset",
+        "_attn_implementation", "chunk_size_feed_forward", "problem_type", "is_encoder_decoder",
+        "quantization_config", "tie_word_embeddings",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Our key <- one of `hf_keys` (the first present) through `transform`."""
+
+    hf_keys: tuple[str, ...]
+    transform: Transform
+    build: Callable[[HookedTransformerConfig], Tensor] | None = None  # when hf_keys is empty
+
+
+@dataclass(frozen=True)
+class Adapter:
+    architectures: tuple[str, ...]
+    config: Mapping[str, ConfigValue]
+    weights: Mapping[str, WeightSource]  # keys with "{i}" repeat per layer
+    handled_fields: frozenset[str]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def extend(self, **changes: Any) -> Adapter:
+        """A copy whose mappings are updated (not replaced) by the given ones."""
+        merged: dict[str, Any] = {}
+        for name, value in changes.items():
+            current = getattr(self, name)
+            if isinstance(current, Mapping):
+                merged[name] = {**current, **value}
+            elif isinstance(current, frozenset):
+                merged[name] = current | frozenset(value)
+            else:
+                merged[name] = value
+        return dataclasses.replace(self, **merged)
+
+
+def hf(*keys: str, transform: Transform | None = None) -> WeightSource:
+    return WeightSource(keys, transform if transform is not None else unchanged)
+
+
+# ----- named transforms: HF tensor -> our tensor ----------------------------------------
+def unchanged(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+    return weight
+
+
+def transposed(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+    """nn.Linear [out, in] -> ours [in, out] (a view)."""
+    return weight.T
+
+
+def heads_in(n_heads_field: str) -> Transform:
+    """q/k/v_proj [heads * d_head, d_model] -> [heads, d_model, d_head] (a view)."""
+
+    def transform(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+        heads = _heads(cfg, n_heads_field)
+        return weight.view(heads, cfg.d_head, cfg.d_model).transpose(1, 2)
+
+    transform.__name__ = f"heads_in({n_heads_field})"
+    return transform
+
+
+def heads_out(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+    """o_proj [d_model, heads * d_head] -> [heads, d_head, d_model] (a view)."""
+    return weight.view(cfg.d_model, cfg.n_heads, cfg.d_head).permute(1, 2, 0)
+
+
+def head_bias(n_heads_field: str) -> Transform:
+    def transform(bias: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+        return bias.view(_heads(cfg, n_heads_field), cfg.d_head)
+
+    transform.__name__ = f"head_bias({n_heads_field})"
+    return transform
+
+
+def plus_one(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+    """Gemma RMSNorm computes x * (1 + w) in float32; we store 1 + w."""
+    return weight.float() + 1.0
+
+
+def times_sqrt_d_model(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+    """Gemma scales embeddings by sqrt(d_model), rounded to the weight dtype first as HF does."""
+    return weight * torch.tensor(cfg.d_model**0.5, dtype=torch.float32).to(weight.dtype)
+
+
+def _heads(cfg: HookedTransformerConfig, n_heads_field: str) -> int:
+    value = getattr(cfg, n_heads_field)
+    return cfg.n_heads if value is None else int(value)
+
+
+def zeros(*shape_fields: str) -> WeightSource:
+    """A weight HF does not have (a bias): zeros of the configured shape."""
+
+    def build(cfg: HookedTransformerConfig) -> Tensor:
+        shape = [_heads(cfg, f) if f.startswith("n_") else getattr(cfg, f) for f in shape_fields]
+        return torch.zeros(shape, dtype=cfg.dtype)
+
+    return WeightSource((), unchanged, build)

@@ -1,0 +1,99 @@
+"""Apply an adapter: HF config -> our config fields, HF tensors -> our state dict."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from torch import Tensor
+
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.pretrained.adapter import COMMON_IGNORED_FIELDS, Adapter
+
+_LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
+# HF keys that hold derived values (old checkpoints saved rotary frequencies).
+_DERIVED_HF_KEYS = ("rotary_emb.inv_freq",)
+_GROUPED_TO_PER_HEAD = {"attn._W_K": "attn.W_K", "attn._W_V": "attn.W_V", "attn._b_K": "attn.b_K", "attn._b_V": "attn.b_V"}  # fmt: skip
+
+
+def config_fields(adapter: Adapter, hf_config: Any) -> dict[str, Any]:
+    """Our config fields for this HF config; unhandled HF fields raise, naming the field."""
+    check_handled_fields(adapter, hf_config)
+    fields: dict[str, Any] = dict(adapter.fixed)
+    for ours, source in adapter.config.items():
+        value = getattr(hf_config, source) if isinstance(source, str) else source(hf_config)
+        if not ours.startswith("_"):  # "_name" entries only validate
+            fields[ours] = value
+    fields["original_architecture"] = adapter.architectures[0]
+    return fields
+
+
+def check_handled_fields(adapter: Adapter, hf_config: Any) -> None:
+    defaults = type(hf_config)().to_dict()
+    unhandled = {
+        key: value
+        for key, value in hf_config.to_dict().items()
+        if key not in adapter.handled_fields
+        and key not in COMMON_IGNORED_FIELDS
+        and not key.startswith("_")
+        and (key not in defaults or defaults[key] != value)
+    }
+    if unhandled:
+        raise ValueError(
+            f"HF config fields not handled by the {adapter.architectures[0]} adapter: {unhandled}. "
+            "Loading would silently ignore them and could give wrong logits."
+        )
+
+
+def convert_state_dict(
+    adapter: Adapter,
+    cfg: HookedTransformerConfig,
+    get_tensor: Callable[[str], Tensor],
+    available: Iterable[str],
+) -> dict[str, Tensor]:
+    """Our state dict, built tensor by tensor from an HF source; every HF weight must be used."""
+    available_keys = set(available)
+    used: set[str] = set()
+    missing: list[str] = []
+    state_dict: dict[str, Tensor] = {}
+    for template, source in adapter.weights.items():
+        layers = range(cfg.n_layers) if "{i}" in template else [None]
+        for layer in layers:
+            ours = template.format(i=layer) if layer is not None else template
+            hf_keys = [key.format(i=layer) for key in source.hf_keys]
+            present = [key for key in hf_keys if key in available_keys]
+            if hf_keys and not present:
+                missing.append(" | ".join(hf_keys))
+                continue
+            if present:
+                value = source.transform(get_tensor(present[0]), cfg)
+                used.add(present[0])
+            else:
+                assert source.build is not None, f"{ours} has neither an HF key nor a builder"
+                value = source.build(cfg)
+            state_dict[_storage_name(ours, cfg)] = value
+    unused = [key for key in available_keys - used if not _skippable(key, cfg)]
+    if missing or unused:
+        raise ValueError(
+            f"Checkpoint does not match the {adapter.architectures[0]} adapter: "
+            f"missing HF keys {sorted(missing)}; HF keys the adapter does not use {sorted(unused)}"
+        )
+    return state_dict
+
+
+def _storage_name(key: str, cfg: HookedTransformerConfig) -> str:
+    """Models without n_key_value_heads store K/V per head under the classic names."""
+    if cfg.n_key_value_heads is not None:
+        return key
+    for grouped, per_head in _GROUPED_TO_PER_HEAD.items():
+        if key.endswith(grouped):
+            return key[: -len(grouped)] + per_head
+    return key
+
+
+def _skippable(hf_key: str, cfg: HookedTransformerConfig) -> bool:
+    if hf_key.endswith(_DERIVED_HF_KEYS):
+        return True
+    match = _LAYER_INDEX.search(hf_key)
+    return match is not None and int(match.group(1)) >= cfg.n_layers  # first_n_layers

@@ -1,0 +1,212 @@
+"""from_pretrained: resolve a name, a directory or an HF model to a loaded HookedTransformer."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import warnings
+from typing import Any
+
+import torch
+
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig, resolve_dtype
+from transformer_lens.pretrained import official_models, sources
+from transformer_lens.pretrained.convert import config_fields, convert_state_dict
+from transformer_lens.pretrained.registry import adapter_for
+
+_REJECTED_KWARGS = ("load_in_8bit", "load_in_4bit", "quantization_config")
+
+
+def load_pretrained(
+    cls: Any,
+    model_name: str,
+    fold_ln: bool = True,
+    center_writing_weights: bool = True,
+    center_unembed: bool = True,
+    refactor_factored_attn_matrices: bool = False,
+    checkpoint_index: int | None = None,
+    checkpoint_value: int | None = None,
+    hf_model: Any = None,
+    device: str | torch.device | None = None,
+    n_devices: int = 1,
+    tokenizer: Any = None,
+    move_to_device: bool = True,
+    fold_value_biases: bool = True,
+    default_prepend_bos: bool | None = None,
+    default_padding_side: str = "right",
+    dtype: str | torch.dtype = "float32",
+    first_n_layers: int | None = None,
+    n_ctx: int | None = None,
+    **from_pretrained_kwargs: Any,
+) -> Any:
+    if model_name.lower().startswith("t5"):
+        raise RuntimeError("T5 is an encoder-decoder model; HookedTransformer is decoder-only")
+    rejected = [k for k in _REJECTED_KWARGS if from_pretrained_kwargs.get(k)]
+    if rejected:
+        raise ValueError(f"Quantised loading is not supported: {rejected}")
+    dtype = resolve_dtype(from_pretrained_kwargs.pop("torch_dtype", dtype))
+    if checkpoint_index is not None or checkpoint_value is not None:
+        raise NotImplementedError(
+            "Training checkpoints are not supported for this model family yet"
+        )
+    hf_config, location = _resolve(model_name, hf_model)
+    cfg = get_pretrained_model_config(
+        model_name,
+        hf_cfg=hf_config,
+        device=device,
+        n_devices=n_devices,
+        default_prepend_bos=default_prepend_bos,
+        dtype=dtype,
+        first_n_layers=first_n_layers,
+        n_ctx=n_ctx,
+    )
+    if tokenizer is None:
+        tokenizer = _load_tokenizer(
+            location or cfg.tokenizer_name, local_only=hf_model is not None or location is not None
+        )
+    model = cls(cfg, tokenizer, move_to_device=False, default_padding_side=default_padding_side)
+    source = (
+        sources.from_hf_model(hf_model)
+        if hf_model is not None
+        else _directory_source(model_name, location)
+    )
+    with source:
+        state_dict = convert_state_dict(
+            adapter_for(hf_config), model.cfg, source.get, source.keys()
+        )
+        model.load_and_process_state_dict(
+            state_dict,
+            fold_ln=fold_ln,
+            center_writing_weights=center_writing_weights,
+            center_unembed=center_unembed,
+            fold_value_biases=fold_value_biases,
+            refactor_factored_attn_matrices=refactor_factored_attn_matrices,
+        )
+    if move_to_device and model.cfg.device is not None:
+        model.to(model.cfg.device, print_details=False)
+    logging.info("Loaded pretrained model %s into HookedTransformer", model_name)
+    return model
+
+
+def get_pretrained_model_config(
+    model_name: str,
+    hf_cfg: Any = None,
+    checkpoint_index: int | None = None,
+    checkpoint_value: int | None = None,
+    fold_ln: bool = False,
+    device: str | torch.device | None = None,
+    n_devices: int = 1,
+    default_prepend_bos: bool | None = None,
+    dtype: str | torch.dtype = torch.float32,
+    first_n_layers: int | None = None,
+    n_ctx: int | None = None,
+    **kwargs: Any,
+) -> HookedTransformerConfig:
+    """Our config for a model name (official, alias or path) or a given HF config."""
+    if hf_cfg is None:
+        hf_cfg, _ = _resolve(model_name, None)
+    fields = config_fields(adapter_for(hf_cfg), hf_cfg)
+    fields.update(
+        model_name=model_name.rstrip("/").split("/")[-1],
+        tokenizer_name=_official_or_none(model_name) or model_name,
+        init_weights=False,
+        device=device,
+        n_devices=n_devices,
+        dtype=resolve_dtype(dtype),
+        default_prepend_bos=True if default_prepend_bos is None else default_prepend_bos,
+    )
+    if fold_ln:
+        norm = fields.get("normalization_type")
+        fields["normalization_type"] = {"LN": "LNPre", "RMS": "RMSPre"}.get(norm or "", norm)
+    if first_n_layers is not None:
+        if not 0 < first_n_layers <= fields["n_layers"]:
+            raise ValueError(
+                f"first_n_layers must be in [1, {fields['n_layers']}], got {first_n_layers}"
+            )
+        fields["n_layers"] = first_n_layers
+    if n_ctx is not None:
+        if n_ctx > fields["n_ctx"]:
+            warnings.warn(
+                f"n_ctx={n_ctx} is larger than the model's {fields['n_ctx']}", stacklevel=2
+            )
+        fields["n_ctx"] = n_ctx
+    fields.update(kwargs)
+    return HookedTransformerConfig(**fields)
+
+
+def _official_or_none(model_name: str) -> str | None:
+    try:
+        return official_models.get_official_model_name(model_name)
+    except ValueError:
+        return None
+
+
+def _resolve(model_name: str, hf_model: Any) -> tuple[Any, str | None]:
+    """(HF config, local directory or None). No network call when hf_model or a path is given."""
+    official = _official_or_none(model_name)
+    if hf_model is not None:
+        if official is not None:
+            _warn_if_not_official(official, hf_model.config)
+        config = hf_model.config
+        if not getattr(config, "architectures", None):
+            # A model built from a config in code has no architectures; its class says it.
+            config = copy.copy(config)
+            config.architectures = [type(hf_model).__name__]
+        return config, None
+    if os.path.isdir(model_name):
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(model_name, local_files_only=True), model_name
+    if official is None:
+        if os.path.sep in model_name or model_name.startswith("."):
+            raise FileNotFoundError(f"No such model directory: {model_name!r}")
+        official_models.get_official_model_name(model_name)  # raises, listing known names
+    assert official is not None
+    return official_models.official_hf_config(official), None
+
+
+def _warn_if_not_official(official: str, hf_config: Any) -> None:
+    expected = official_models.OFFICIAL_MODELS[official].hf_config
+    differing = {
+        key: (getattr(hf_config, key, None), value)
+        for key, value in expected.items()
+        if key not in ("rope_theta", "tie_word_embeddings")
+        and getattr(hf_config, key, None) != value
+    }
+    if differing:
+        warnings.warn(
+            f"hf_model's config differs from the official {official} configuration "
+            f"(field: (given, official)): {differing}. Using the given model's configuration.",
+            stacklevel=3,
+        )
+
+
+def _directory_source(model_name: str, location: str | None) -> sources.TensorSource:
+    if location is not None:
+        return sources.from_directory(location)
+    official = official_models.get_official_model_name(model_name)
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model"]
+    try:  # the local Hugging Face cache first, so cached models load offline
+        path = snapshot_download(official, allow_patterns=patterns, local_files_only=True)
+    except Exception:
+        path = snapshot_download(official, allow_patterns=patterns)
+    return sources.from_directory(path)
+
+
+def _load_tokenizer(name_or_path: str | None, local_only: bool) -> Any:
+    if name_or_path is None:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
+    except Exception as error:  # offline, or no tokenizer files in the directory
+        warnings.warn(
+            f"Could not load a tokenizer for {name_or_path!r} ({type(error).__name__}); the model "
+            "works on token tensors. Pass tokenizer= or call model.set_tokenizer to add one.",
+            stacklevel=3,
+        )
+        return None

@@ -1,0 +1,71 @@
+"""Where pretrained tensors come from: an in-memory HF model, or a checkpoint directory
+read tensor by tensor (safetensors shards, or PyTorch .bin shards memory-mapped)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from contextlib import ExitStack
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class TensorSource:
+    """A read-only mapping from HF key to tensor that loads each tensor on request."""
+
+    def __init__(self, getters: dict[str, Any], stack: ExitStack | None = None):
+        self._getters = getters
+        self._stack = stack or ExitStack()
+
+    def keys(self) -> list[str]:
+        return list(self._getters)
+
+    def get(self, key: str) -> Tensor:
+        return self._getters[key](key)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> TensorSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def from_hf_model(hf_model: Any) -> TensorSource:
+    state_dict = hf_model.state_dict()
+    return TensorSource({key: state_dict.__getitem__ for key in state_dict})
+
+
+def from_directory(path: str) -> TensorSource:
+    safetensors_files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
+    if safetensors_files:
+        return _from_safetensors(safetensors_files)
+    bin_files = sorted(glob.glob(os.path.join(path, "pytorch_model*.bin")))
+    if bin_files:
+        return _from_bin(bin_files)
+    raise FileNotFoundError(f"No *.safetensors or pytorch_model*.bin weights in {path!r}")
+
+
+def _from_safetensors(files: list[str]) -> TensorSource:
+    from safetensors import safe_open
+
+    stack = ExitStack()
+    getters: dict[str, Any] = {}
+    for file in files:
+        handle = stack.enter_context(safe_open(file, framework="pt"))
+        for key in handle.keys():
+            getters[key] = handle.get_tensor
+    return TensorSource(getters, stack)
+
+
+def _from_bin(files: list[str]) -> TensorSource:
+    getters: dict[str, Any] = {}
+    for file in files:
+        shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+        for key in shard:
+            getters[key] = shard.__getitem__
+    return TensorSource(getters)
