@@ -40,7 +40,7 @@ class HookEntry:
     level: int | None
     handle: RemovableHandle | None = None
     # Torch keeps calling a backward hook that was captured in an autograd graph even
-    # after its handle is removed; the adapters check this flag so removal is final.
+    # after its handle is removed; the backward adapter checks this flag so removal is final.
     active: bool = True
 
     def matches(
@@ -53,7 +53,7 @@ class HookEntry:
         )
 
     def remove(self) -> None:
-        pass
+        self.active = False
         if self.handle is not None:
             self.handle.remove()
 

@@ -72,7 +72,7 @@ class HookPoint(nn.Module):
         """Attach `hook(tensor, hook=self)`; a returned tensor replaces the activation or gradient."""
         entry = HookEntry(direction=dir, is_permanent=is_permanent, level=level)
         if dir == "fwd":
-            forward_hook = self._forward_adapter(hook, entry)
+            forward_hook = self._forward_adapter(hook)
             entry.handle = self.register_forward_hook(forward_hook, prepend=prepend)
         elif dir == "bwd":
             backward_hook = self._backward_adapter(hook, entry)
@@ -82,13 +82,11 @@ class HookPoint(nn.Module):
         self._entries.append(entry)
 
     def _forward_adapter(
-        self, hook: HookFunction, entry: HookEntry
+        self, hook: HookFunction
     ) -> Callable[[nn.Module, tuple[Any, ...], Tensor], Tensor | None]:
         def run_forward_hook(
             module: nn.Module, inputs: tuple[Any, ...], output: Tensor
         ) -> Tensor | None:
-            if not entry.active:
-                return None
             result = hook(output, hook=self)
             self._check_hook_result(result, output, hook, "activation")
             return result

@@ -103,12 +103,7 @@ def zero_hook(tensor, hook):
 
 
 def test_setup_names_hook_points_in_registration_order(model):
-    assert list(model.hook_dict)[:4] == [
-        RESID_PRE,
-        Q_INPUT,
-        HOOK_Q,
-        PATTERN,
-    ]
+    assert list(model.hook_dict)[:4] == [RESID_PRE, Q_INPUT, HOOK_Q, PATTERN]
     assert all(model.hook_dict[name].name == name for name in model.hook_dict)
     assert list(model.hook_points()) == list(model.hook_dict.values())
     assert "" not in model.mod_dict and model.mod_dict["blocks.1.attn"] is model.blocks[1].attn
@@ -139,8 +134,9 @@ def test_hook_returning_wrong_shape_raises_naming_hook_function_and_shapes(model
     def drop_head(tensor, hook):
         return tensor[:, :, :1]
 
-    message = f"'drop_head' on hook point '{HOOK_Q}'.*(3, 5, 1, 4).*(3, 5, 2, 4)"
-    with pytest.raises(ValueError, match=re.compile(message)):
+    shapes = [re.escape(str(shape)) for shape in [(3, 5, 1, 4), (3, 5, 2, 4)]]
+    message = f"'drop_head' on hook point '{HOOK_Q}'.*{shapes[0]}.*{shapes[1]}"
+    with pytest.raises(ValueError, match=message):
         model.run_with_hooks(x, fwd_hooks=[(HOOK_Q, drop_head)])
     assert attached_hook_count(model) == 0
 
@@ -181,9 +177,8 @@ def test_backward_hooks_see_gradient_replaced_by_earlier_hooks(model, x):
     ):
         model(x, return_loss=True).backward()
     _, cache = model.run_with_cache(
-        x, names_filter="blocks.1.hook_resid_post", incl_bwd=True, return_loss=True,
-        return_cache_object=False,
-    )  # fmt: skip
+        x, names_filter="blocks.1.hook_resid_post", incl_bwd=True, return_loss=True
+    )
     torch.testing.assert_close(seen[0], cache["blocks.1.hook_resid_post_grad"] * 2)
 
 
@@ -460,6 +455,8 @@ def test_pos_slice_keeps_the_axis_and_slices_each_hooks_position_axis(
     assert torch.equal(cache[HOOK_Q], full[HOOK_Q][:, index])
     assert cache[PATTERN].shape == (BATCH, N_HEADS, len(positions), POS)
     assert torch.equal(cache[PATTERN], full[PATTERN][:, :, index])
+    # The cached slice owns its memory instead of keeping the full activation alive.
+    assert cache[PATTERN].untyped_storage().nbytes() == cache[PATTERN].numel() * 4
     assert torch.equal(cache["hook_loss"], full["hook_loss"])
 
 
@@ -585,11 +582,11 @@ def test_in_place_edit_of_split_input_is_seen_downstream(model, x):
     def read_only(tensor, hook):
         return None
 
-    unhooked = model(x)
+    unhooked, x_before = model(x), x.clone()
     torch.testing.assert_close(model.run_with_hooks(x, fwd_hooks=[(Q_INPUT, read_only)]), unhooked)
     in_place = model.run_with_hooks(x, fwd_hooks=[(Q_INPUT, scale_head_one_in_place)])
+    # q_input broadcasts from the residual, which is x itself here: the edit must not leak.
+    assert torch.equal(x, x_before)
     replaced = model.run_with_hooks(x, fwd_hooks=[(Q_INPUT, scale_head_one)])
     torch.testing.assert_close(in_place, replaced)
     assert not torch.allclose(in_place, unhooked)
-    _, cache = model.run_with_cache(x, names_filter=RESID_PRE, return_cache_object=False)
-    assert torch.equal(cache[RESID_PRE], x)

@@ -1,0 +1,41 @@
+"""Test helpers: tiny HF configs and a closeness check that says where it failed."""
+
+import torch
+from torch import Tensor
+
+
+def tiny_gemma_config(num_key_value_heads: int = 1, **overrides):
+    from transformers import GemmaConfig
+
+    fields = dict(
+        vocab_size=101,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=num_key_value_heads,
+        head_dim=16,
+        max_position_embeddings=64,
+        attn_implementation="eager",
+    )
+    fields.update(overrides)
+    return GemmaConfig(**fields)
+
+
+@torch.no_grad()
+def randomize_norms(model: torch.nn.Module, std: float = 0.5) -> None:
+    """Random norm weights (and biases), so that a wrong 1 + w or a skipped norm shows."""
+    generator = torch.Generator().manual_seed(1)
+    for name, param in model.named_parameters():
+        if "norm" in name or "ln" in name.split(".")[-2:][0]:
+            param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+
+def assert_close(actual: Tensor, expected: Tensor, atol: float, what: str = "") -> None:
+    """Fail with the max abs difference and the index where it occurs."""
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    diff = (actual.double() - expected.double()).abs()
+    worst = float(diff.max())
+    if not worst <= atol:
+        index = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+        raise AssertionError(f"{what}: max abs diff {worst:.3e} > {atol:.1e} at index {index}")
