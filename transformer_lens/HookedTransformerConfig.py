@@ -104,7 +104,7 @@ class HookedTransformerConfig:
     tokenizer_prepends_bos: bool | None = None
     n_key_value_heads: int | None = None
     post_embedding_ln: bool = False
-    rotary_base: float = 10000
+    rotary_base: float = 10000.0
     rotary_base_local: float | None = None
     trust_remote_code: bool = False
     rotary_adjacent_pairs: bool = False

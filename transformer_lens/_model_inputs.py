@@ -34,7 +34,13 @@ def prepare_inputs(
         residual = check_residual(model, input)
         if tokens is not None:
             tokens = check_tokens(model, tokens)
+            if tuple(tokens.shape) != tuple(residual.shape[:2]):
+                raise ValueError(
+                    f"tokens= has shape {tuple(tokens.shape)} but the residual is [batch, pos] = "
+                    f"{tuple(residual.shape[:2])}"
+                )
         batch, pos = residual.shape[:2]
+        device = residual.device
     else:
         if isinstance(input, (str, list)):
             if model.tokenizer is None:
@@ -45,9 +51,10 @@ def prepare_inputs(
             attention_mask = text_mask if attention_mask is None else attention_mask
         else:
             tokens = input
-        tokens = check_tokens(model, tokens)
-        batch, pos = tokens.shape
-    device = residual.device if residual is not None else tokens.device  # type: ignore[union-attr]
+        checked = check_tokens(model, tokens)
+        batch, pos = checked.shape
+        device = checked.device
+        tokens = checked
     if attention_mask is None:
         positions = torch.arange(pos, device=device)[None]
         return ModelInputs(tokens, residual, positions, None, None)

@@ -18,6 +18,9 @@ def check_and_complete_state_dict(
 ) -> dict[str, Tensor]:
     expected = model.state_dict()
     incoming = {k: v for k, v in state_dict.items() if not k.endswith(_IGNORED_CLASSIC_BUFFERS)}
+    # Rotary tables follow from the config (and are shared between layers and models):
+    # never overwrite them from a state dict, whose copy may be rounded to another dtype.
+    derived_incoming = [k for k in incoming if k.endswith(_DERIVED_BUFFERS) and k in expected]
     problems = []
     missing = [k for k in expected if k not in incoming and not k.endswith(_DERIVED_BUFFERS)]
     unexpected = [k for k in incoming if k not in expected]
@@ -34,8 +37,5 @@ def check_and_complete_state_dict(
         problems.append(f"wrongly shaped keys: {wrong_shapes}")
     if problems:
         raise ValueError("State dict does not match the model: " + "; ".join(problems))
-    completed = {k: v for k, v in incoming.items() if k in expected}
-    for key, value in expected.items():
-        if key not in completed and key.endswith(_DERIVED_BUFFERS):
-            completed[key] = value
-    return completed
+    derived = set(derived_incoming)
+    return {k: v for k, v in incoming.items() if k in expected and k not in derived}

@@ -39,7 +39,14 @@ from transformer_lens.FactoredMatrix import FactoredMatrix
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
-AttentionInput = Float[Tensor, "batch pos d_model"] | Float[Tensor, "batch pos heads d_model"]
+# Shared by every head, or one copy per head; the three inputs may differ in head count.
+QueryInput = (
+    Float[Tensor, "batch pos d_model"] | Float[Tensor, "batch pos query_input_heads d_model"]
+)
+KeyInput = Float[Tensor, "batch pos d_model"] | Float[Tensor, "batch pos key_input_heads d_model"]
+ValueInput = (
+    Float[Tensor, "batch pos d_model"] | Float[Tensor, "batch pos value_input_heads d_model"]
+)
 
 
 class InputPlan(NamedTuple):
@@ -187,9 +194,9 @@ class Attention(nn.Module):
 
     def forward(
         self,
-        query_input: AttentionInput,
-        key_input: AttentionInput,
-        value_input: AttentionInput,
+        query_input: QueryInput,
+        key_input: KeyInput,
+        value_input: ValueInput,
         positions: Int[Tensor, "batch_or_1 pos"],
         key_padding_mask: Bool[Tensor, "batch key_pos"] | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
@@ -218,9 +225,9 @@ class Attention(nn.Module):
 
     def _project(
         self,
-        x: AttentionInput,
-        weight: Float[Tensor, "heads d_model d_head"],
-        bias: Float[Tensor, "heads d_head"],
+        x: Float[Tensor, "batch pos d_model"] | Float[Tensor, "batch pos input_heads d_model"],
+        weight: Float[Tensor, "weight_heads d_model d_head"],
+        bias: Float[Tensor, "weight_heads d_head"],
     ) -> Float[Tensor, "batch pos out_heads d_head"]:
         heads, _, d_head = weight.shape
         if x.ndim == 3:

@@ -14,8 +14,14 @@ from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 def _normalize(module: "RMSNormPre", x: Tensor) -> Tensor:
     x = x.float()
-    scale = module.hook_scale((x.pow(2).mean(-1, keepdim=True) + module.eps).sqrt())
-    return module.hook_normalized(x / scale)
+    mean_square = x.pow(2).mean(-1, keepdim=True) + module.eps
+    scale = mean_square.sqrt()
+    hooked_scale = module.hook_scale(scale)
+    # HF multiplies by rsqrt; x / sqrt differs in the last bit, which bfloat16 can amplify.
+    # A hook that replaced the scale gets the classic division by its value.
+    if hooked_scale is scale:
+        return module.hook_normalized(x * torch.rsqrt(mean_square))
+    return module.hook_normalized(x / hooked_scale)
 
 
 class RMSNormPre(nn.Module):
@@ -39,7 +45,8 @@ class RMSNorm(RMSNormPre):
     def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
         super().__init__(cfg, length)
         self.length = cfg.d_model if length is None else length
-        self.w = nn.Parameter(torch.ones(self.length, dtype=cfg.dtype))
+        # float32 like the norm arithmetic: Gemma stores 1 + w, which bfloat16 would round.
+        self.w = nn.Parameter(torch.ones(self.length, dtype=torch.float32))
 
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
         return (_normalize(self, x) * self.w.float()).to(x.dtype)

@@ -5,7 +5,9 @@ from torch import Tensor, nn
 
 from transformer_lens.components.attention import (
     Attention,
-    AttentionInput,
+    KeyInput,
+    QueryInput,
+    ValueInput,
     attention_input_plan,
     broadcast_heads,
     shared_across_heads,
@@ -80,9 +82,7 @@ class TransformerBlock(nn.Module):
             mlp_out = self.ln2_post(mlp_out)
         return self.hook_mlp_out(mlp_out)
 
-    def _attention_inputs(
-        self, resid_pre: Residual
-    ) -> tuple[AttentionInput, AttentionInput, AttentionInput]:
+    def _attention_inputs(self, resid_pre: Residual) -> tuple[QueryInput, KeyInput, ValueInput]:
         plan = attention_input_plan(self.cfg)
         if plan.mode == "shared":
             normalized = self.ln1(resid_pre)
@@ -100,7 +100,7 @@ class TransformerBlock(nn.Module):
 
     def _normalize_distinct(
         self, inputs: tuple[Tensor, Tensor, Tensor]
-    ) -> tuple[AttentionInput, AttentionInput, AttentionInput]:
+    ) -> tuple[QueryInput, KeyInput, ValueInput]:
         """ln1 once per distinct input. An input whose head axis is a broadcast is reduced
         to its shared [batch, pos, d_model] tensor; equal views share one normalisation."""
         normalized: dict[tuple[int, tuple[int, ...], tuple[int, ...]], Tensor] = {}

@@ -16,6 +16,9 @@ from transformer_lens.pretrained.convert import config_fields, convert_state_dic
 from transformer_lens.pretrained.registry import adapter_for
 
 _REJECTED_KWARGS = ("load_in_8bit", "load_in_4bit", "quantization_config")
+# Passed on to the hub download of an official checkpoint.
+_HUB_KWARGS = ("revision", "cache_dir", "token")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
 def load_pretrained(
@@ -46,6 +49,12 @@ def load_pretrained(
     if rejected:
         raise ValueError(f"Quantised loading is not supported: {rejected}")
     dtype = resolve_dtype(from_pretrained_kwargs.pop("torch_dtype", dtype))
+    hub_kwargs = {
+        k: from_pretrained_kwargs.pop(k) for k in _HUB_KWARGS if k in from_pretrained_kwargs
+    }
+    unknown = sorted(k for k in from_pretrained_kwargs if k not in _REJECTED_KWARGS)
+    if unknown:
+        raise TypeError(f"from_pretrained got unexpected keyword arguments: {unknown}")
     if checkpoint_index is not None or checkpoint_value is not None:
         raise NotImplementedError(
             "Training checkpoints are not supported for this model family yet"
@@ -66,11 +75,10 @@ def load_pretrained(
             location or cfg.tokenizer_name, local_only=hf_model is not None or location is not None
         )
     model = cls(cfg, tokenizer, move_to_device=False, default_padding_side=default_padding_side)
-    source = (
-        sources.from_hf_model(hf_model)
-        if hf_model is not None
-        else _directory_source(model_name, location)
-    )
+    if hf_model is not None:
+        source = sources.from_hf_model(hf_model)
+    else:
+        source = _directory_source(model_name, location, hub_kwargs)
     with source:
         state_dict = convert_state_dict(
             adapter_for(hf_config), model.cfg, source.get, source.keys()
@@ -106,6 +114,7 @@ def get_pretrained_model_config(
     """Our config for a model name (official, alias or path) or a given HF config."""
     if hf_cfg is None:
         hf_cfg, _ = _resolve(model_name, None)
+    hf_cfg = _with_architecture(hf_cfg, model_name)
     fields = config_fields(adapter_for(hf_cfg), hf_cfg)
     fields.update(
         model_name=model_name.rstrip("/").split("/")[-1],
@@ -133,6 +142,26 @@ def get_pretrained_model_config(
         fields["n_ctx"] = n_ctx
     fields.update(kwargs)
     return HookedTransformerConfig(**fields)
+
+
+def _with_architecture(hf_cfg: Any, model_name: str) -> Any:
+    """An HF config (or classic dict of one) that names its architecture: configs built in
+    code have none, and then the official model of that name says which it is."""
+    official = _official_or_none(model_name)
+    if isinstance(hf_cfg, dict):
+        from transformers import AutoConfig
+
+        fields = dict(hf_cfg)
+        model_type = fields.pop("model_type", None)
+        if model_type is None and official is not None:
+            model_type = official_models.OFFICIAL_MODELS[official].model_type
+        if model_type is None:
+            raise ValueError("hf_cfg given as a dict needs a 'model_type' entry")
+        hf_cfg = AutoConfig.for_model(model_type, **fields)
+    if not getattr(hf_cfg, "architectures", None) and official is not None:
+        hf_cfg = copy.copy(hf_cfg)
+        hf_cfg.architectures = [official_models.OFFICIAL_MODELS[official].architecture]
+    return hf_cfg
 
 
 def _official_or_none(model_name: str) -> str | None:
@@ -182,7 +211,9 @@ def _warn_if_not_official(official: str, hf_config: Any) -> None:
         )
 
 
-def _directory_source(model_name: str, location: str | None) -> sources.TensorSource:
+def _directory_source(
+    model_name: str, location: str | None, hub_kwargs: dict[str, Any]
+) -> sources.TensorSource:
     if location is not None:
         return sources.from_directory(location)
     official = official_models.get_official_model_name(model_name)
@@ -190,14 +221,26 @@ def _directory_source(model_name: str, location: str | None) -> sources.TensorSo
 
     patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model"]
     try:  # the local Hugging Face cache first, so cached models load offline
-        path = snapshot_download(official, allow_patterns=patterns, local_files_only=True)
+        path = snapshot_download(
+            official, allow_patterns=patterns, local_files_only=True, **hub_kwargs
+        )
     except Exception:
-        path = snapshot_download(official, allow_patterns=patterns)
+        path = snapshot_download(official, allow_patterns=patterns, **hub_kwargs)
     return sources.from_directory(path)
 
 
 def _load_tokenizer(name_or_path: str | None, local_only: bool) -> Any:
     if name_or_path is None:
+        return None
+    if os.path.isdir(name_or_path) and not any(
+        os.path.exists(os.path.join(name_or_path, f)) for f in _TOKENIZER_FILES
+    ):
+        # transformers 5 would build an empty tokenizer that maps all text to <unk>.
+        warnings.warn(
+            f"No tokenizer files in {name_or_path!r}; the model works on token tensors. "
+            "Pass tokenizer= or call model.set_tokenizer to add one.",
+            stacklevel=3,
+        )
         return None
     try:
         from transformers import AutoTokenizer

@@ -24,6 +24,9 @@ def load_and_process(
     refactor_factored_attn_matrices: bool,
 ) -> None:
     cfg = model.cfg
+    if fold_ln or center_writing_weights or center_unembed or fold_value_biases:
+        # Process in float32 whatever the checkpoint's dtype; loading casts to the model's.
+        state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     processed = weight_processing.process_weights(
         state_dict,
         cfg,

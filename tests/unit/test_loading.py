@@ -1,0 +1,499 @@
+"""Loading pretrained models (API.md §9) from official names, in-memory HF models and local
+checkpoint directories, on tiny random Gemma models. Nothing here may touch the network."""
+
+import copy
+import json
+import socket
+import warnings
+
+import pytest
+import torch
+
+from tests.helpers import assert_close, tiny_gemma_config
+from transformer_lens import HookedTransformer, loading_from_pretrained
+from transformer_lens.pretrained.registry import ADAPTERS
+from transformer_lens.pretrained.weight_conversions import convert_gemma_weights
+
+TOKENS = torch.tensor([[2, 5, 17, 99, 3, 42, 7], [2, 64, 1, 0, 33, 8, 100]])
+
+# Expected whenever a tiny model is loaded under an official name, or without a tokenizer.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Could not load a tokenizer:UserWarning",
+    "ignore:hf_model's config differs:UserWarning",
+    "ignore:center_writing_weights skipped:UserWarning",
+)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Record any attempt to open a connection; the library may swallow a raised error."""
+    attempts: list[tuple] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access is not allowed in unit tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield
+    assert not attempts, f"network access attempted: {attempts}"
+
+
+@pytest.fixture(autouse=True)
+def no_grad():
+    with torch.no_grad():
+        yield
+
+
+@pytest.fixture
+def hf_gemma(tiny_gemma_factory):
+    """The session's tiny random GemmaForCausalLM (8 query heads, 1 kv head). Shared: copy
+    before changing it."""
+    return tiny_gemma_factory(1)
+
+
+@pytest.fixture
+def checkpoint_dir(hf_gemma, tmp_path):
+    path = tmp_path / "tiny-gemma"
+    hf_gemma.save_pretrained(path)
+    return path
+
+
+def hf_log_probs(hf_model, tokens: torch.Tensor) -> torch.Tensor:
+    return hf_model(tokens).logits.log_softmax(dim=-1)
+
+
+# ----- names ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, official",
+    [
+        ("gemma-2b", "google/gemma-2b"),
+        ("GEMMA-2B", "google/gemma-2b"),
+        ("google/gemma-7b-it", "google/gemma-7b-it"),
+        ("Google/Gemma-7B-IT", "google/gemma-7b-it"),
+        ("gemma-2b-it", "google/gemma-2b-it"),
+    ],
+)
+def test_official_model_names_resolve_case_insensitively(name, official):
+    assert loading_from_pretrained.get_official_model_name(name) == official
+
+
+def test_official_names_and_aliases_tables_agree():
+    names = loading_from_pretrained.OFFICIAL_MODEL_NAMES
+    assert "google/gemma-2b" in names
+    assert "gemma-2b" in loading_from_pretrained.MODEL_ALIASES["google/gemma-2b"]
+    assert len(loading_from_pretrained.DEFAULT_MODEL_ALIASES) == len(names)
+
+
+def test_unknown_model_name_raises_naming_it():
+    with pytest.raises(ValueError, match="'gemma-3b'"):
+        loading_from_pretrained.get_official_model_name("gemma-3b")
+
+
+# ----- configs of official models, with no network ---------------------------------------------
+def test_gemma_2b_config_has_the_official_facts():
+    cfg = loading_from_pretrained.get_pretrained_model_config("google/gemma-2b")
+    facts = dict(
+        n_layers=18,
+        d_model=2048,
+        n_heads=8,
+        n_key_value_heads=1,
+        d_head=256,
+        d_mlp=16384,
+        d_vocab=256000,
+        d_vocab_out=256000,
+        n_ctx=8192,
+        eps=1e-6,
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_dim=256,
+        rotary_base=10000.0,
+        gated_mlp=True,
+        final_rms=True,
+        attn_scale=16.0,
+        original_architecture="GemmaForCausalLM",
+        model_name="gemma-2b",
+        tokenizer_name="google/gemma-2b",
+        init_weights=False,
+        dtype=torch.float32,
+    )
+    assert {field: getattr(cfg, field) for field in facts} == facts
+
+
+def test_gemma_7b_config_is_multi_head_with_wide_heads():
+    cfg = loading_from_pretrained.get_pretrained_model_config("gemma-7b")
+    assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_key_value_heads) == (28, 3072, 16, 16)
+    assert cfg.n_heads * cfg.d_head != cfg.d_model
+    assert cfg.tokenizer_name == "google/gemma-7b"
+
+
+def test_config_overrides_first_n_layers_n_ctx_dtype_and_fold_ln():
+    cfg = loading_from_pretrained.get_pretrained_model_config(
+        "gemma-2b", first_n_layers=2, n_ctx=128, dtype="bfloat16", fold_ln=True
+    )
+    assert (cfg.n_layers, cfg.n_ctx, cfg.dtype) == (2, 128, torch.bfloat16)
+    assert cfg.normalization_type == "RMSPre"
+    assert cfg.d_model == 2048
+
+
+def test_config_n_ctx_larger_than_the_model_warns():
+    with pytest.warns(UserWarning, match="n_ctx=16384 is larger than the model's 8192"):
+        cfg = loading_from_pretrained.get_pretrained_model_config("gemma-2b", n_ctx=16384)
+    assert cfg.n_ctx == 16384
+
+
+@pytest.mark.parametrize("first_n_layers", [0, 19])
+def test_config_first_n_layers_out_of_range_raises(first_n_layers):
+    with pytest.raises(ValueError, match=f"first_n_layers.*{first_n_layers}"):
+        loading_from_pretrained.get_pretrained_model_config(
+            "gemma-2b", first_n_layers=first_n_layers
+        )
+
+
+# ----- from an in-memory HF model ---------------------------------------------------------------
+def test_tiny_hf_model_under_an_official_name_warns_and_works_on_tokens(hf_gemma):
+    with pytest.warns(UserWarning) as record:
+        model = HookedTransformer.from_pretrained("google/gemma-2b", hf_model=hf_gemma)
+    messages = [str(warning.message) for warning in record]
+    differs = [m for m in messages if "differs from the official google/gemma-2b" in m]
+    assert differs and "hidden_size" in differs[0] and "num_hidden_layers" in differs[0]
+    assert any("Could not load a tokenizer" in m for m in messages)
+    assert model.tokenizer is None
+    assert (model.cfg.n_layers, model.cfg.d_model, model.cfg.d_vocab) == (2, 64, 101)
+    assert_close(
+        model(TOKENS).log_softmax(dim=-1),
+        hf_log_probs(hf_gemma, TOKENS),
+        atol=1e-5,
+        what="log-probs",
+    )
+
+
+def test_no_processing_logits_equal_hf(hf_gemma):
+    model = HookedTransformer.from_pretrained_no_processing("google/gemma-2b", hf_model=hf_gemma)
+    assert model.cfg.normalization_type == "RMS"
+    assert_close(model(TOKENS), hf_gemma(TOKENS).logits, atol=1e-5, what="logits")
+
+
+def test_first_n_layers_equals_hf_with_layers_deleted(hf_gemma):
+    reference = copy.deepcopy(hf_gemma)
+    reference.model.layers = reference.model.layers[:1]
+    reference.config.num_hidden_layers = 1
+    model = HookedTransformer.from_pretrained_no_processing(
+        "google/gemma-2b", hf_model=hf_gemma, first_n_layers=1
+    )
+    assert model.cfg.n_layers == 1 and len(model.blocks) == 1
+    assert_close(model(TOKENS), reference(TOKENS).logits, atol=1e-5, what="1-layer logits")
+    processed = HookedTransformer.from_pretrained(
+        "google/gemma-2b", hf_model=hf_gemma, first_n_layers=1
+    )
+    assert_close(
+        processed(TOKENS).log_softmax(dim=-1),
+        hf_log_probs(reference, TOKENS),
+        atol=1e-5,
+        what="1-layer log-probs (processed)",
+    )
+
+
+# ----- from a checkpoint directory ---------------------------------------------------------------
+def test_saved_checkpoint_loads_by_path(hf_gemma, checkpoint_dir):
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        model = HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir))
+    assert not any("official" in str(warning.message) for warning in record)
+    assert model.cfg.model_name == "tiny-gemma"
+    assert model.cfg.original_architecture == "GemmaForCausalLM"
+    assert_close(model(TOKENS), hf_gemma(TOKENS).logits, atol=1e-5, what="logits from directory")
+
+
+def test_saved_checkpoint_loads_by_path_with_processing(hf_gemma, checkpoint_dir):
+    model = HookedTransformer.from_pretrained(str(checkpoint_dir))
+    assert model.cfg.normalization_type == "RMSPre"
+    assert_close(
+        model(TOKENS).log_softmax(dim=-1),
+        hf_log_probs(hf_gemma, TOKENS),
+        atol=1e-5,
+        what="log-probs",
+    )
+
+
+def test_checkpoint_without_tokenizer_files_warns_and_has_no_tokenizer(checkpoint_dir):
+    with pytest.warns(UserWarning, match="No tokenizer files"):
+        model = HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir))
+    assert model.tokenizer is None
+
+
+def test_directory_that_does_not_exist_raises_file_not_found(tmp_path):
+    missing = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        HookedTransformer.from_pretrained(missing)
+
+
+def test_bare_unknown_name_is_treated_as_a_model_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # so no directory of that name can exist
+    with pytest.raises(ValueError, match="'missing-model' is not an official model name"):
+        HookedTransformer.from_pretrained("missing-model")
+
+
+def test_checkpoint_missing_a_tensor_raises_naming_the_hf_key(hf_gemma, tmp_path):
+    from safetensors.torch import save_file
+
+    dropped = "model.layers.1.mlp.down_proj.weight"
+    tensors = {
+        key: value.clone().contiguous()
+        for key, value in hf_gemma.state_dict().items()
+        if key not in (dropped, "lm_head.weight")  # lm_head is tied to the embedding
+    }
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    config = copy.deepcopy(hf_gemma.config)
+    config.architectures = ["GemmaForCausalLM"]
+    config.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="missing HF keys") as raised:
+        HookedTransformer.from_pretrained(str(tmp_path))
+    assert dropped in str(raised.value)
+
+
+def test_checkpoint_with_an_extra_tensor_raises_naming_it(hf_gemma, tmp_path):
+    from safetensors.torch import save_file
+
+    tensors = {k: v.clone() for k, v in hf_gemma.state_dict().items() if k != "lm_head.weight"}
+    tensors["model.layers.0.self_attn.q_norm.weight"] = torch.ones(16)
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    config = copy.deepcopy(hf_gemma.config)
+    config.architectures = ["GemmaForCausalLM"]
+    config.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="model.layers.0.self_attn.q_norm.weight"):
+        HookedTransformer.from_pretrained(str(tmp_path))
+
+
+# ----- HF configs the adapter cannot honour -----------------------------------------------------
+def gemma_with(**overrides):
+    from transformers import GemmaForCausalLM
+
+    torch.manual_seed(0)
+    return GemmaForCausalLM(tiny_gemma_config(**overrides)).eval()
+
+
+@pytest.mark.parametrize(
+    "overrides, fragments",
+    [
+        (dict(attention_bias=True), ("attention_bias",)),
+        (
+            dict(rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}),
+            ("rope", "'linear'"),
+        ),
+        (dict(use_bidirectional_attention=True), ("use_bidirectional_attention",)),
+        (dict(hidden_act="quick_gelu"), ("act_fn", "'quick_gelu'")),
+    ],
+)
+def test_unsupported_hf_config_values_raise(overrides, fragments):
+    hf_model = gemma_with(**overrides)
+    with pytest.raises(ValueError) as raised:
+        HookedTransformer.from_pretrained("tiny-gemma", hf_model=hf_model)
+    for fragment in fragments:
+        assert fragment in str(raised.value), (fragment, str(raised.value))
+
+
+def test_unknown_hf_config_attribute_raises_naming_it():
+    config = tiny_gemma_config()
+    config.my_new_feature = 3
+    from transformers import GemmaForCausalLM
+
+    hf_model = GemmaForCausalLM(config)
+    with pytest.raises(ValueError, match="my_new_feature"):
+        HookedTransformer.from_pretrained("tiny-gemma", hf_model=hf_model)
+
+
+def test_unknown_field_in_a_saved_config_json_raises_naming_it(checkpoint_dir):
+    config_path = checkpoint_dir / "config.json"
+    fields = json.loads(config_path.read_text())
+    fields["my_new_feature"] = 3
+    config_path.write_text(json.dumps(fields))
+    with pytest.raises(ValueError, match="my_new_feature"):
+        HookedTransformer.from_pretrained(str(checkpoint_dir))
+
+
+def tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16)
+    config.bos_token_id = config.eos_token_id = 0
+    return GPT2LMHeadModel(config)
+
+
+def tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        num_hidden_layers=1,
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        vocab_size=50,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.mark.parametrize(
+    "architecture, make", [("GPT2LMHeadModel", tiny_gpt2), ("LlamaForCausalLM", tiny_llama)]
+)
+def test_unsupported_architecture_raises_naming_it(architecture, make):
+    if architecture in ADAPTERS:
+        pytest.skip(f"{architecture} has an adapter now")
+    with pytest.raises(ValueError, match=f"Unsupported architecture.*{architecture}"):
+        HookedTransformer.from_pretrained("tiny-model", hf_model=make())
+
+
+def test_t5_is_refused():
+    with pytest.raises(RuntimeError, match="encoder-decoder"):
+        HookedTransformer.from_pretrained("t5-small")
+
+
+# ----- dtypes and refused options --------------------------------------------------------------
+def param_dtypes(model: HookedTransformer) -> set[torch.dtype]:
+    return {param.dtype for param in model.parameters()}
+
+
+def split_dtypes(model: HookedTransformer) -> tuple[set[torch.dtype], set[torch.dtype]]:
+    """(dtypes of the weight matrices and biases, dtypes of the RMSNorm weights). RMSNorm
+    weights stay float32 by design: Gemma's 1 + w would be rounded in bfloat16."""
+    norms = {p.dtype for name, p in model.named_parameters() if name.endswith(".w")}
+    others = {p.dtype for name, p in model.named_parameters() if not name.endswith(".w")}
+    return others, norms
+
+
+def test_no_processing_dtype_string_gives_bfloat16_parameters(hf_gemma):
+    model = HookedTransformer.from_pretrained_no_processing(
+        "google/gemma-2b", hf_model=hf_gemma, dtype="bfloat16"
+    )
+    assert split_dtypes(model) == ({torch.bfloat16}, {torch.float32})
+    assert model.cfg.dtype is torch.bfloat16
+    assert model(TOKENS).dtype == torch.bfloat16
+
+
+def test_no_processing_torch_dtype_kwarg_overrides_dtype(hf_gemma):
+    model = HookedTransformer.from_pretrained_no_processing(
+        "google/gemma-2b", hf_model=hf_gemma, dtype="bfloat16", torch_dtype=torch.float16
+    )
+    assert split_dtypes(model) == ({torch.float16}, {torch.float32})
+    assert model.cfg.dtype is torch.float16
+
+
+def test_dtype_string_gives_bfloat16_parameters(hf_gemma):
+    model = HookedTransformer.from_pretrained(
+        "google/gemma-2b", hf_model=hf_gemma, dtype="bfloat16"
+    )
+    assert param_dtypes(model) == {torch.bfloat16}
+    assert model.cfg.dtype is torch.bfloat16
+
+
+def test_torch_dtype_kwarg_overrides_dtype(hf_gemma):
+    model = HookedTransformer.from_pretrained(
+        "google/gemma-2b", hf_model=hf_gemma, dtype="bfloat16", torch_dtype=torch.float16
+    )
+    assert param_dtypes(model) == {torch.float16}
+
+
+def test_bfloat16_hf_model_loads_into_the_default_float32(hf_gemma):
+    model = HookedTransformer.from_pretrained(
+        "google/gemma-2b", hf_model=copy.deepcopy(hf_gemma).to(torch.bfloat16)
+    )
+    assert param_dtypes(model) == {torch.float32}
+
+
+def test_float32_checkpoint_directory_loads_as_bfloat16(checkpoint_dir):
+    model = HookedTransformer.from_pretrained(str(checkpoint_dir), dtype="bfloat16")
+    assert param_dtypes(model) == {torch.bfloat16}
+
+
+@pytest.mark.parametrize(
+    "option",
+    [dict(load_in_8bit=True), dict(load_in_4bit=True), dict(quantization_config={"bits": 8})],
+)
+def test_quantised_loading_is_refused(hf_gemma, option):
+    with pytest.raises(ValueError, match="Quantised loading is not supported"):
+        HookedTransformer.from_pretrained("google/gemma-2b", hf_model=hf_gemma, **option)
+
+
+# ----- the classic conversion function ----------------------------------------------------------
+def test_convert_gemma_weights_returns_the_unprocessed_state_dict(hf_gemma):
+    hf_config = copy.deepcopy(hf_gemma.config)
+    hf_config.architectures = ["GemmaForCausalLM"]
+    cfg = loading_from_pretrained.get_pretrained_model_config("google/gemma-2b", hf_cfg=hf_config)
+    state_dict = convert_gemma_weights(hf_gemma, cfg)
+    hf = hf_gemma.model
+    embed = hf.embed_tokens.weight
+    assert torch.equal(
+        state_dict["embed.W_E"], embed * torch.tensor(cfg.d_model**0.5, dtype=embed.dtype)
+    )
+    assert torch.equal(state_dict["embed.W_E"], embed * 8.0)  # sqrt(64)
+    for layer in range(cfg.n_layers):
+        block, hf_layer = f"blocks.{layer}.", hf.layers[layer]
+        assert torch.equal(state_dict[block + "ln1.w"], 1 + hf_layer.input_layernorm.weight)
+        assert torch.equal(
+            state_dict[block + "ln2.w"], 1 + hf_layer.post_attention_layernorm.weight
+        )
+        assert state_dict[block + "attn._W_K"].shape == (1, 64, 16)
+        assert torch.equal(state_dict[block + "attn._b_V"], torch.zeros(1, 16))
+        assert torch.equal(state_dict[block + "mlp.W_gate"], hf_layer.mlp.gate_proj.weight.T)
+    assert torch.equal(state_dict["ln_final.w"], 1 + hf.norm.weight)
+    assert torch.equal(state_dict["unembed.W_U"], hf_gemma.lm_head.weight.T)
+    model = HookedTransformer(cfg)
+    assert set(state_dict) == {k for k in model.state_dict() if "rotary" not in k}
+
+
+# ----- tokenizer -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"])
+    sentences = ["hello world", "the cat sat on the mat", "hello there cat", "a world of cats"]
+    tokenizer.train_from_iterator(sentences, trainer)
+    # The tokenizer adds BOS itself, so a naive to_tokens would give two.
+    bos_id = tokenizer.token_to_id("<bos>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", bos_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+
+
+def test_tokenizer_argument_is_attached_and_prepends_exactly_one_bos(hf_gemma, tiny_tokenizer):
+    model = HookedTransformer.from_pretrained(
+        "google/gemma-2b", hf_model=hf_gemma, tokenizer=tiny_tokenizer
+    )
+    assert model.tokenizer is tiny_tokenizer
+    bos = tiny_tokenizer.bos_token_id
+    for text in ("hello world", "<bos> hello world"):
+        tokens = model.to_tokens(text)
+        assert tokens.shape == (1, 3), text
+        assert tokens[0, 0].item() == bos and (tokens[0, 1:] != bos).all(), tokens
+    assert model.to_tokens("hello world", prepend_bos=False).tolist() == [
+        [tiny_tokenizer.convert_tokens_to_ids(w) for w in ("hello", "world")]
+    ]
+    logits = model("hello world")
+    assert torch.equal(logits, model(model.to_tokens("hello world")))
+
+
+def test_left_padded_text_batch_matches_each_prompt_alone(hf_gemma, tiny_tokenizer):
+    model = HookedTransformer.from_pretrained(
+        "google/gemma-2b", hf_model=hf_gemma, tokenizer=tiny_tokenizer
+    )
+    prompts = ["hello world the cat sat", "the cat"]
+    tokens = model.to_tokens(prompts, padding_side="left")
+    assert tokens[1, :3].tolist() == [tiny_tokenizer.pad_token_id] * 3
+    logits = model(prompts, padding_side="left")
+    assert not logits.isnan().any()
+    for row, prompt in enumerate(prompts):
+        alone = model(prompt)
+        length = alone.shape[1]
+        assert_close(logits[row, -length:], alone[0], atol=1e-5, what=prompt)

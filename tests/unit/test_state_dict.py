@@ -1,0 +1,291 @@
+"""State dict keys and shapes (API.md §5), strict loading with named problems, and the weight
+layouts that let the forward use parameters without copying them."""
+
+import pytest
+import torch
+
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.components._layout import linear_weight_from_heads
+
+N_LAYERS, D_MODEL, N_CTX, D_HEAD, N_HEADS, N_KV, D_VOCAB = 2, 32, 16, 8, 4, 2, 50
+D_MLP = 4 * D_MODEL
+# rotary_base is a float only to dodge the annotation bug pinned down in test_config.py.
+COMMON = dict(
+    n_layers=N_LAYERS,
+    d_model=D_MODEL,
+    n_ctx=N_CTX,
+    d_head=D_HEAD,
+    d_vocab=D_VOCAB,
+    rotary_base=10000.0,
+)
+GROUPED = dict(
+    COMMON,
+    n_heads=N_HEADS,
+    n_key_value_heads=N_KV,
+    act_fn="silu",
+    normalization_type="RMS",
+    positional_embedding_type="rotary",
+    gated_mlp=True,
+)
+GPT2_LIKE = dict(COMMON, act_fn="gelu_new", normalization_type="LN")
+TOKENS = torch.tensor([[1, 7, 3, 9, 22, 4, 0, 49]])
+
+
+def build(fields: dict, seed: int = 0, **overrides) -> HookedTransformer:
+    return HookedTransformer(HookedTransformerConfig(**{**fields, **overrides}, seed=seed))
+
+
+def shapes(model: HookedTransformer) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def storage(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
+
+
+@pytest.fixture(autouse=True)
+def no_grad():
+    with torch.no_grad():
+        yield
+
+
+# ----- keys and shapes --------------------------------------------------------------------------
+def test_grouped_rms_rotary_gated_model_state_dict():
+    expected = {
+        "embed.W_E": (D_VOCAB, D_MODEL),
+        "ln_final.w": (D_MODEL,),
+        "unembed.W_U": (D_MODEL, D_VOCAB),
+        "unembed.b_U": (D_VOCAB,),
+    }
+    for layer in range(N_LAYERS):
+        block = f"blocks.{layer}."
+        expected |= {
+            block + "ln1.w": (D_MODEL,),
+            block + "ln2.w": (D_MODEL,),
+            block + "attn.W_Q": (N_HEADS, D_MODEL, D_HEAD),
+            block + "attn.b_Q": (N_HEADS, D_HEAD),
+            block + "attn._W_K": (N_KV, D_MODEL, D_HEAD),
+            block + "attn._b_K": (N_KV, D_HEAD),
+            block + "attn._W_V": (N_KV, D_MODEL, D_HEAD),
+            block + "attn._b_V": (N_KV, D_HEAD),
+            block + "attn.W_O": (N_HEADS, D_HEAD, D_MODEL),
+            block + "attn.b_O": (D_MODEL,),
+            block + "attn.rotary_sin": (N_CTX, D_HEAD),
+            block + "attn.rotary_cos": (N_CTX, D_HEAD),
+            block + "mlp.W_in": (D_MODEL, D_MLP),
+            block + "mlp.W_gate": (D_MODEL, D_MLP),
+            block + "mlp.b_in": (D_MLP,),
+            block + "mlp.W_out": (D_MLP, D_MODEL),
+            block + "mlp.b_out": (D_MODEL,),
+        }
+    assert shapes(build(GROUPED)) == expected
+
+
+def test_rotary_buffers_have_rotary_dim_columns():
+    model = build(GROUPED, rotary_dim=4)
+    assert shapes(model)["blocks.0.attn.rotary_sin"] == (N_CTX, 4)
+    assert shapes(model)["blocks.1.attn.rotary_cos"] == (N_CTX, 4)
+    assert "blocks.0.attn.rotary_sin" in dict(model.named_buffers())
+
+
+def test_gpt2_like_model_state_dict():
+    expected = {
+        "embed.W_E": (D_VOCAB, D_MODEL),
+        "pos_embed.W_pos": (N_CTX, D_MODEL),
+        "ln_final.w": (D_MODEL,),
+        "ln_final.b": (D_MODEL,),
+        "unembed.W_U": (D_MODEL, D_VOCAB),
+        "unembed.b_U": (D_VOCAB,),
+    }
+    for layer in range(N_LAYERS):
+        block = f"blocks.{layer}."
+        expected |= {
+            block + "ln1.w": (D_MODEL,),
+            block + "ln1.b": (D_MODEL,),
+            block + "ln2.w": (D_MODEL,),
+            block + "ln2.b": (D_MODEL,),
+            block + "mlp.W_in": (D_MODEL, D_MLP),
+            block + "mlp.b_in": (D_MLP,),
+            block + "mlp.W_out": (D_MLP, D_MODEL),
+            block + "mlp.b_out": (D_MODEL,),
+        }
+        for name in ("Q", "K", "V"):
+            expected[block + f"attn.W_{name}"] = (N_HEADS, D_MODEL, D_HEAD)
+            expected[block + f"attn.b_{name}"] = (N_HEADS, D_HEAD)
+        expected[block + "attn.W_O"] = (N_HEADS, D_HEAD, D_MODEL)
+        expected[block + "attn.b_O"] = (D_MODEL,)
+    assert shapes(build(GPT2_LIKE)) == expected
+
+
+def test_n_key_value_heads_equal_to_n_heads_still_uses_grouped_keys():
+    keys = shapes(build(GROUPED, n_key_value_heads=N_HEADS))
+    assert keys["blocks.0.attn._W_K"] == (N_HEADS, D_MODEL, D_HEAD)
+    assert keys["blocks.0.attn._b_V"] == (N_HEADS, D_HEAD)
+    assert "blocks.0.attn.W_K" not in keys and "blocks.0.attn.b_V" not in keys
+
+
+# ----- stacked weight properties --------------------------------------------------------------
+@pytest.mark.parametrize("n_kv", [1, 2, 4])
+def test_stacked_W_K_and_W_V_expand_kv_heads_with_repeat_interleave(n_kv):
+    model = build(GROUPED, n_key_value_heads=n_kv)
+    group = N_HEADS // n_kv
+    for name in ("K", "V"):
+        stacked = getattr(model, f"W_{name}")
+        assert stacked.shape == (N_LAYERS, N_HEADS, D_MODEL, D_HEAD)
+        expected = torch.stack(
+            [
+                getattr(block.attn, f"_W_{name}").repeat_interleave(group, dim=0)
+                for block in model.blocks
+            ]
+        )
+        assert torch.equal(stacked, expected)
+        bias = getattr(model, f"b_{name}")
+        assert bias.shape == (N_LAYERS, N_HEADS, D_HEAD)
+        assert torch.equal(
+            bias[1], getattr(model.blocks[1].attn, f"_b_{name}").repeat_interleave(group, dim=0)
+        )
+
+
+def test_stacked_W_K_of_a_gpt2_like_model_is_the_stored_weight():
+    model = build(GPT2_LIKE)
+    assert model.W_K.shape == (N_LAYERS, N_HEADS, D_MODEL, D_HEAD)
+    assert torch.equal(model.W_K, torch.stack([block.attn.W_K for block in model.blocks]))
+
+
+# ----- round trip and strict loading -------------------------------------------------------------
+@pytest.mark.parametrize("fields", [GROUPED, GPT2_LIKE], ids=["grouped", "gpt2_like"])
+def test_state_dict_round_trip_gives_identical_logits(fields):
+    source, target = build(fields, seed=0), build(fields, seed=1)
+    assert not torch.equal(source(TOKENS), target(TOKENS))
+    target.load_state_dict(source.state_dict())
+    assert torch.equal(source(TOKENS), target(TOKENS))
+
+
+def test_missing_unexpected_and_wrongly_shaped_keys_are_all_named():
+    model = build(GROUPED)
+    state_dict = build(GROUPED, seed=1).state_dict()
+    del state_dict["blocks.0.attn._W_K"]
+    state_dict["blocks.0.attn.W_K"] = torch.zeros(N_HEADS, D_MODEL, D_HEAD)
+    state_dict["blocks.1.mlp.W_in"] = torch.zeros(D_MLP, D_MODEL)
+    with pytest.raises(ValueError) as raised:
+        model.load_state_dict(state_dict)
+    message = str(raised.value)
+    assert "missing" in message and "blocks.0.attn._W_K" in message
+    assert "unexpected" in message and "blocks.0.attn.W_K" in message
+    assert "blocks.1.mlp.W_in" in message
+    assert str((D_MLP, D_MODEL)) in message and str((D_MODEL, D_MLP)) in message
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda sd: sd.pop("unembed.b_U"), "unembed.b_U"),
+        (lambda sd: sd.__setitem__("blocks.0.attn.hook_q", torch.zeros(1)), "blocks.0.attn.hook_q"),
+        (lambda sd: sd.__setitem__("embed.W_E", torch.zeros(D_VOCAB + 1, D_MODEL)), "(51, 32)"),
+    ],
+    ids=["missing", "unexpected", "wrong_shape"],
+)
+def test_each_kind_of_mismatch_raises_value_error(edit, fragment):
+    model = build(GPT2_LIKE)
+    state_dict = model.state_dict()
+    edit(state_dict)
+    with pytest.raises(ValueError, match="State dict does not match") as raised:
+        model.load_state_dict(state_dict)
+    assert fragment in str(raised.value)
+
+
+def test_failed_load_leaves_the_weights_untouched():
+    model = build(GPT2_LIKE)
+    before = model(TOKENS)
+    state_dict = build(GPT2_LIKE, seed=1).state_dict()
+    del state_dict["unembed.b_U"]
+    with pytest.raises(ValueError):
+        model.load_state_dict(state_dict)
+    assert torch.equal(model(TOKENS), before)
+
+
+def test_classic_mask_and_ignore_buffers_are_accepted_and_ignored():
+    source, target = build(GPT2_LIKE, seed=0), build(GPT2_LIKE, seed=1)
+    state_dict = source.state_dict()
+    for layer in range(N_LAYERS):
+        state_dict[f"blocks.{layer}.attn.mask"] = torch.zeros(N_CTX, N_CTX, dtype=torch.bool)
+        state_dict[f"blocks.{layer}.attn.IGNORE"] = torch.tensor(0.0)
+    target.load_state_dict(state_dict)
+    assert torch.equal(source(TOKENS), target(TOKENS))
+    assert "blocks.0.attn.mask" not in target.state_dict()
+
+
+def test_rotary_buffers_may_be_left_out():
+    source, target = build(GROUPED, seed=0), build(GROUPED, seed=1)
+    state_dict = {k: v for k, v in source.state_dict().items() if "rotary" not in k}
+    target.load_state_dict(state_dict)
+    assert torch.equal(source(TOKENS), target(TOKENS))
+
+
+@pytest.fixture
+def restore_rotary_tables():
+    """The bug below writes into the process-wide rotary tables; put the values back so that
+    later tests are not affected."""
+    from transformer_lens.components import rotary
+
+    saved = {key: (sin.clone(), cos.clone()) for key, (sin, cos) in rotary._TABLES.items()}
+    yield
+    for key, (sin, cos) in rotary._TABLES.items():
+        if key in saved:
+            sin.copy_(saved[key][0])
+            cos.copy_(saved[key][1])
+    for key in set(rotary._TABLES) - set(saved):
+        del rotary._TABLES[key]
+
+
+@pytest.mark.usefixtures("restore_rotary_tables")
+def test_loading_a_state_dict_never_changes_another_model():
+    bystander = build(GROUPED, seed=0)
+    before = bystander(TOKENS)
+    bf16_state_dict = build(GROUPED, seed=1).to(torch.bfloat16).state_dict()
+    build(GROUPED, seed=2).load_state_dict(bf16_state_dict)
+    assert torch.equal(bystander(TOKENS), before)
+    assert torch.equal(build(GROUPED, seed=0)(TOKENS), before)
+
+
+# ----- weight layouts the forward uses without copying ---------------------------------------
+def assert_forward_layouts(model: HookedTransformer) -> None:
+    attn = model.blocks[0].attn
+    for weight in (attn.W_Q, attn._W_K, attn._W_V):
+        assert storage(linear_weight_from_heads(weight)) == storage(weight)
+    mlp = model.blocks[0].mlp
+    for weight in (mlp.W_in, mlp.W_gate, mlp.W_out, model.unembed.W_U):
+        assert weight.T.is_contiguous()
+        assert storage(weight.T) == storage(weight)
+
+
+def test_fresh_model_weights_have_the_forward_layout():
+    assert_forward_layouts(build(GROUPED))
+
+
+def test_loaded_weights_keep_the_forward_layout():
+    model = build(GROUPED)
+    pointers = {name: storage(param) for name, param in model.named_parameters()}
+    model.load_state_dict(build(GROUPED, seed=1).state_dict())
+    assert_forward_layouts(model)
+    assert pointers == {name: storage(param) for name, param in model.named_parameters()}
+
+
+def test_loading_contiguous_classic_layout_tensors_keeps_the_forward_layout():
+    model = build(GROUPED)
+    state_dict = {k: v.contiguous() for k, v in build(GROUPED, seed=1).state_dict().items()}
+    model.load_state_dict(state_dict)
+    assert_forward_layouts(model)
+
+
+def test_bfloat16_model_weights_keep_the_forward_layout():
+    model = build(GROUPED).to(torch.bfloat16)
+    assert model.blocks[0].attn.W_Q.dtype == torch.bfloat16
+    assert_forward_layouts(model)
+
+
+def test_processed_weights_keep_the_forward_layout():
+    model = build(GROUPED)
+    model.process_weights_(center_writing_weights=False)
+    assert model.cfg.normalization_type == "RMSPre"
+    assert_forward_layouts(model)
