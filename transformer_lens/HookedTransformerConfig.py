@@ -124,6 +124,12 @@ class HookedTransformerConfig:
     NTK_by_parts_factor: float = 8.0
     NTK_original_ctx_len: int = 8192
     use_qk_norm: bool = False
+    # Llama-style RMSNorm: cast the normalised activations to the model dtype, then multiply
+    # by the weight in that dtype (HF LlamaRMSNorm). False: multiply in float32, then cast
+    # (HF GemmaRMSNorm). Identical in float32; they differ in the last bit in bf16/fp16.
+    rms_norm_cast_before_weight: bool = False
+    # HF rope_type "linear": inverse frequencies divided by this factor.
+    rotary_linear_scaling_factor: float | None = None
     extra_fields: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -39,8 +39,9 @@ class RMSNormPre(nn.Module):
 
 
 class RMSNorm(RMSNormPre):
-    """RMSNorm with weight `w`, applied in float32 before casting back (Gemma's order;
-    for float32 models every family's order gives the same numbers)."""
+    """RMSNorm with weight `w`, kept in float32 (Gemma stores 1 + w, which bfloat16 would
+    round). The multiply happens in float32 then casts (Gemma's order), or casts first
+    (Llama's order) when cfg.rms_norm_cast_before_weight is set."""
 
     def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
         super().__init__(cfg, length)
@@ -49,4 +50,6 @@ class RMSNorm(RMSNormPre):
         self.w = nn.Parameter(torch.ones(self.length, dtype=torch.float32))
 
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
+        if self.cfg.rms_norm_cast_before_weight:
+            return self.w.to(x.dtype) * _normalize(self, x).to(x.dtype)
         return (_normalize(self, x) * self.w.float()).to(x.dtype)

@@ -22,6 +22,8 @@ def inverse_frequencies(cfg: HookedTransformerConfig, base: float) -> Float[Tens
     inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
     if cfg.use_NTK_by_parts_rope:
         inv_freq = _ntk_by_parts(cfg, inv_freq)
+    if cfg.rotary_linear_scaling_factor is not None:
+        inv_freq = inv_freq / cfg.rotary_linear_scaling_factor
     return inv_freq
 
 
@@ -54,6 +56,7 @@ def rotary_tables(
         cfg.NTK_by_parts_low_freq_factor,
         cfg.NTK_by_parts_high_freq_factor,
         cfg.NTK_original_ctx_len,
+        cfg.rotary_linear_scaling_factor,
     )
     if key not in _TABLES:
         _TABLES[key] = _compute_tables(cfg, base)

@@ -1,50 +1,14 @@
-"""Official checkpoints as data: their HF configuration facts and their aliases, so that a
-name resolves, and its configuration is known, with no network call."""
+"""Official checkpoints and their aliases, gathered from the family modules, so that a name
+resolves, and its configuration is known, with no network call."""
 
-from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class OfficialModel:
-    architecture: str
-    model_type: str
-    hf_config: dict[str, Any]
-    aliases: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)  # our config fields beyond HF's
-
-
-def _gemma(
-    layers: int, d_model: int, heads: int, kv_heads: int, d_mlp: int, aliases: tuple[str, ...]
-) -> OfficialModel:
-    return OfficialModel(
-        architecture="GemmaForCausalLM",
-        model_type="gemma",
-        hf_config={
-            "vocab_size": 256000,
-            "hidden_size": d_model,
-            "intermediate_size": d_mlp,
-            "num_hidden_layers": layers,
-            "num_attention_heads": heads,
-            "num_key_value_heads": kv_heads,
-            "head_dim": 256,
-            "hidden_act": "gelu_pytorch_tanh",
-            "max_position_embeddings": 8192,
-            "rms_norm_eps": 1e-6,
-            "rope_theta": 10000.0,
-            "tie_word_embeddings": True,
-        },
-        aliases=aliases,
-    )
-
+from transformer_lens.pretrained.official import OfficialModel
+from transformer_lens.pretrained.registry import FAMILIES
 
 OFFICIAL_MODELS: dict[str, OfficialModel] = {
-    "google/gemma-2b": _gemma(18, 2048, 8, 1, 16384, ("gemma-2b",)),
-    "google/gemma-7b": _gemma(28, 3072, 16, 16, 24576, ("gemma-7b",)),
-    "google/gemma-2b-it": _gemma(18, 2048, 8, 1, 16384, ("gemma-2b-it",)),
-    "google/gemma-7b-it": _gemma(28, 3072, 16, 16, 24576, ("gemma-7b-it",)),
+    name: model for family in FAMILIES for name, model in family.OFFICIAL.items()
 }
-
 OFFICIAL_MODEL_NAMES: list[str] = list(OFFICIAL_MODELS)
 MODEL_ALIASES: dict[str, list[str]] = {name: list(m.aliases) for name, m in OFFICIAL_MODELS.items()}
 DEFAULT_MODEL_ALIASES: list[str] = [

@@ -18,6 +18,7 @@ from transformer_lens.pretrained.families.hf_config import (
     head_dim,
     must_be_false,
 )
+from transformer_lens.pretrained.official import OfficialModel
 
 
 def _gemma_activation(hf_config: Any) -> str:
@@ -99,3 +100,37 @@ GEMMA = Adapter(
         }
     ),  # fmt: skip
 )
+
+ADAPTERS = (GEMMA,)
+
+
+def _gemma(
+    layers: int, d_model: int, heads: int, kv_heads: int, d_mlp: int, aliases: tuple[str, ...]
+) -> OfficialModel:
+    return OfficialModel(
+        architecture="GemmaForCausalLM",
+        model_type="gemma",
+        hf_config={
+            "vocab_size": 256000,
+            "hidden_size": d_model,
+            "intermediate_size": d_mlp,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": kv_heads,
+            "head_dim": 256,
+            "hidden_act": "gelu_pytorch_tanh",
+            "max_position_embeddings": 8192,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 10000.0,
+            "tie_word_embeddings": True,
+        },
+        aliases=aliases,
+    )
+
+
+OFFICIAL: dict[str, OfficialModel] = {
+    "google/gemma-2b": _gemma(18, 2048, 8, 1, 16384, ("gemma-2b",)),
+    "google/gemma-7b": _gemma(28, 3072, 16, 16, 24576, ("gemma-7b",)),
+    "google/gemma-2b-it": _gemma(18, 2048, 8, 1, 16384, ("gemma-2b-it",)),
+    "google/gemma-7b-it": _gemma(28, 3072, 16, 16, 24576, ("gemma-7b-it",)),
+}
