@@ -24,10 +24,12 @@ def tiny_gemma_config(num_key_value_heads: int = 1, **overrides):
 
 @torch.no_grad()
 def randomize_norms(model: torch.nn.Module, std: float = 0.5) -> None:
-    """Random norm weights (and biases), so that a wrong 1 + w or a skipped norm shows."""
+    """Random norm weights and all biases, so that a wrong 1 + w, a skipped norm or a
+    dropped bias shows (HF initialises norms to 1 or 0 and biases to 0)."""
     generator = torch.Generator().manual_seed(1)
     for name, param in model.named_parameters():
-        if "norm" in name or "ln" in name.split(".")[-2:][0]:
+        module_name = name.split(".")[-2] if "." in name else name
+        if "norm" in name or "ln" in module_name or name.endswith(".bias"):
             param.copy_(torch.randn(param.shape, generator=generator) * std)
 
 

@@ -220,17 +220,16 @@ class HookedTransformer(WeightPropertiesMixin, HookedRootModule):
         fold_value_biases: bool = True,
         refactor_factored_attn_matrices: bool = False,
     ) -> None:
-        from transformer_lens.pretrained.processing import load_and_process
+        from transformer_lens.pretrained.processing import ProcessingFlags, load_and_process
 
-        load_and_process(
-            self,
-            state_dict,
+        flags = ProcessingFlags(
             fold_ln=fold_ln,
             center_writing_weights=center_writing_weights,
             center_unembed=center_unembed,
             fold_value_biases=fold_value_biases,
             refactor_factored_attn_matrices=refactor_factored_attn_matrices,
         )
+        load_and_process(self, state_dict, flags)
 
     def process_weights_(
         self,

@@ -27,6 +27,11 @@ FoldTargets = Sequence[tuple[str, str | None, bool]]
 _NORMS_WITH_WEIGHTS = ("LN", "RMS")
 
 
+def _layers(cfg: "WeightConfig", layers: Sequence[int] | None) -> Sequence[int]:
+    """The layers a step processes: all by default, or a subset when loading piece by piece."""
+    return range(cfg.n_layers) if layers is None else layers
+
+
 @runtime_checkable
 class WeightConfig(Protocol):
     """The config fields weight processing reads; HookedTransformerConfig provides them."""
@@ -129,8 +134,12 @@ def fold_layer_norm(
     cfg: WeightConfig,
     fold_biases: bool = True,
     center_weights: bool = True,
+    layers: Sequence[int] | None = None,
+    unembed: bool = True,
 ) -> StateDict:
     """Fold ln1, ln2, SoLU's mlp.ln and ln_final into the weights that read them.
+
+    `layers` and `unembed` restrict the fold to part of the model (streamed loading).
 
     LN folds weight and bias and centres the folded weights (not W_gate); RMS only scales.
     LNPre, RMSPre and None have nothing to fold and return a copy.
@@ -140,7 +149,7 @@ def fold_layer_norm(
         return result
     _check_foldable(cfg, fold_biases)
     layer_norm = cfg.normalization_type == "LN"
-    for layer in range(cfg.n_layers):
+    for layer in _layers(cfg, layers):
         attn = f"blocks.{layer}.attn"
         w_k, w_v, b_k, b_v = _kv_keys(cfg, layer)
         qkv = [(f"{attn}.W_Q", f"{attn}.b_Q", True), (w_k, b_k, True), (w_v, b_v, True)]
@@ -152,9 +161,10 @@ def fold_layer_norm(
         if layer_norm and f"blocks.{layer}.mlp.ln.w" in result:
             w_out = [(f"blocks.{layer}.mlp.W_out", f"blocks.{layer}.mlp.b_out", True)]
             _fold_norm(result, f"blocks.{layer}.mlp.ln", w_out, True, fold_biases, center_weights)
-    final_layer_norm = layer_norm and not cfg.final_rms
-    unembed = [("unembed.W_U", "unembed.b_U", True)]
-    _fold_norm(result, "ln_final", unembed, final_layer_norm, fold_biases, center_weights)
+    if unembed:
+        final_layer_norm = layer_norm and not cfg.final_rms
+        targets = [("unembed.W_U", "unembed.b_U", True)]
+        _fold_norm(result, "ln_final", targets, final_layer_norm, fold_biases, center_weights)
     return result
 
 
@@ -163,7 +173,9 @@ def _center_last(tensor: Float[Tensor, "*rest width"]) -> Float[Tensor, "*rest w
     return tensor - tensor.mean(-1, keepdim=True)
 
 
-def center_writing_weights(state_dict: StateDict, cfg: WeightConfig) -> StateDict:
+def center_writing_weights(
+    state_dict: StateDict, cfg: WeightConfig, layers: Sequence[int] | None = None
+) -> StateDict:
     """Remove the d_model mean from everything that writes to the residual stream.
 
     Exact only when every reader of the residual stream is a LayerNorm (which discards that
@@ -184,7 +196,7 @@ def center_writing_weights(state_dict: StateDict, cfg: WeightConfig) -> StateDic
             f"(num_experts={cfg.num_experts})"
         )
     writers = ["embed.W_E", "pos_embed.W_pos"]
-    for layer in range(cfg.n_layers):
+    for layer in _layers(cfg, layers):
         writers += [f"blocks.{layer}.attn.W_O", f"blocks.{layer}.attn.b_O"]
         writers += [f"blocks.{layer}.mlp.W_out", f"blocks.{layer}.mlp.b_out"]
     for key in writers:
@@ -223,14 +235,16 @@ def _value_bias_through_output(
     return torch.einsum("he,hed->d", per_head, W_O)
 
 
-def fold_value_biases(state_dict: StateDict, cfg: WeightConfig) -> StateDict:
+def fold_value_biases(
+    state_dict: StateDict, cfg: WeightConfig, layers: Sequence[int] | None = None
+) -> StateDict:
     """Move b_V into b_O and zero b_V (or `_b_V`), keeping its stored shape.
 
     Exact because each attention pattern row sums to 1, so every head's output carries
     exactly b_V @ W_O from the value bias.
     """
     result = dict(state_dict)
-    for layer in range(cfg.n_layers):
+    for layer in _layers(cfg, layers):
         b_v_key = _kv_keys(cfg, layer)[3]
         if b_v_key not in result:
             continue
@@ -300,15 +314,17 @@ def _refactor_ov(state_dict: StateDict, cfg: WeightConfig, layer: int) -> None:
     state_dict[f"{attn}.W_O"] = _pad_head_dim(Vh, cfg.d_head).transpose(-2, -1)
 
 
-def refactor_factored_attn_matrices(state_dict: StateDict, cfg: WeightConfig) -> StateDict:
+def refactor_factored_attn_matrices(
+    state_dict: StateDict, cfg: WeightConfig, layers: Sequence[int] | None = None
+) -> StateDict:
     """Put each head's QK and OV circuits in SVD form; the attention output is unchanged.
 
     QK (with the biases as an extra input row) gets √S on each side; OV first moves b_V into
     b_O, then W_V = U·diag(S), W_O = Vhᵀ. Rejects rotary, grouped and q/k-normed attention.
     """
     _check_refactorable(state_dict, cfg)
-    result = fold_value_biases(state_dict, cfg)
-    for layer in range(cfg.n_layers):
+    result = fold_value_biases(state_dict, cfg, layers)
+    for layer in _layers(cfg, layers):
         _refactor_qk(result, cfg, layer)
         _refactor_ov(result, cfg, layer)
     return result
@@ -328,6 +344,8 @@ def process_weights(
     center_unembed: bool = True,
     fold_value_biases: bool = True,
     refactor_factored_attn_matrices: bool = False,
+    layers: Sequence[int] | None = None,
+    unembed: bool = True,
 ) -> StateDict:
     """Run the requested steps in order; returns a new state dict.
 
@@ -337,13 +355,13 @@ def process_weights(
     """
     result = dict(state_dict)
     if fold_ln:
-        result = fold_layer_norm(result, cfg)
+        result = fold_layer_norm(result, cfg, layers=layers, unembed=unembed)
     if center_writing_weights:
-        result = _center_writing_weights(result, cfg)
-    if center_unembed:
+        result = _center_writing_weights(result, cfg, layers)
+    if center_unembed and unembed:
         result = _center_unembed(result, cfg)
     if fold_value_biases:
-        result = _fold_value_biases(result, cfg)
+        result = _fold_value_biases(result, cfg, layers)
     if refactor_factored_attn_matrices:
-        result = _refactor_factored_attn_matrices(result, cfg)
+        result = _refactor_factored_attn_matrices(result, cfg, layers)
     return result

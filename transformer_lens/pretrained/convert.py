@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained.adapter import COMMON_IGNORED_FIELDS, Adapter
+from transformer_lens.pretrained.adapter import COMMON_IGNORED_FIELDS, Adapter, WeightSource
 
 _LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
+_OUR_LAYER_INDEX = re.compile(r"blocks\.(\d+)\.")
 # HF keys that hold derived values (old checkpoints saved rotary frequencies).
 _DERIVED_HF_KEYS = ("rotary_emb.inv_freq",)
 _GROUPED_TO_PER_HEAD = {"attn._W_K": "attn.W_K", "attn._W_V": "attn.W_V", "attn._b_K": "attn.b_K", "attn._b_V": "attn.b_V"}  # fmt: skip
@@ -46,17 +48,35 @@ def check_handled_fields(adapter: Adapter, hf_config: Any) -> None:
         )
 
 
-def convert_state_dict(
-    adapter: Adapter,
-    cfg: HookedTransformerConfig,
-    get_tensor: Callable[[str], Tensor],
-    available: Iterable[str],
-) -> dict[str, Tensor]:
-    """Our state dict, built tensor by tensor from an HF source; every HF weight must be used."""
+@dataclass(frozen=True)
+class PlannedWeight:
+    """One entry of our state dict: where it comes from, and how it is made."""
+
+    key: str
+    hf_key: str | None
+    source: WeightSource
+
+    @property
+    def layer(self) -> int | None:
+        match = _OUR_LAYER_INDEX.match(self.key)
+        return int(match.group(1)) if match else None
+
+    def load(self, cfg: HookedTransformerConfig, get_tensor: Callable[[str], Tensor]) -> Tensor:
+        if self.hf_key is not None:
+            return self.source.transform(get_tensor(self.hf_key), cfg)
+        assert self.source.build is not None, f"{self.key} has neither an HF key nor a builder"
+        return self.source.build(cfg)
+
+
+def plan_state_dict(
+    adapter: Adapter, cfg: HookedTransformerConfig, available: Iterable[str]
+) -> list[PlannedWeight]:
+    """Where each of our weights comes from, checked before any tensor is read: every HF
+    weight must be used and every weight we need must be present."""
     available_keys = set(available)
     used: set[str] = set()
     missing: list[str] = []
-    state_dict: dict[str, Tensor] = {}
+    planned: list[PlannedWeight] = []
     for template, source in adapter.weights.items():
         layers = range(cfg.n_layers) if "{i}" in template else [None]
         for layer in layers:
@@ -66,20 +86,27 @@ def convert_state_dict(
             if hf_keys and not present:
                 missing.append(" | ".join(hf_keys))
                 continue
-            if present:
-                value = source.transform(get_tensor(present[0]), cfg)
-                used.add(present[0])
-            else:
-                assert source.build is not None, f"{ours} has neither an HF key nor a builder"
-                value = source.build(cfg)
-            state_dict[_storage_name(ours, cfg)] = value
+            hf_key = present[0] if present else None
+            if hf_key is not None:
+                used.add(hf_key)
+            planned.append(PlannedWeight(_storage_name(ours, cfg), hf_key, source))
     unused = [key for key in available_keys - used if not _skippable(key, cfg)]
     if missing or unused:
         raise ValueError(
             f"Checkpoint does not match the {adapter.architectures[0]} adapter: "
             f"missing HF keys {sorted(missing)}; HF keys the adapter does not use {sorted(unused)}"
         )
-    return state_dict
+    return planned
+
+
+def convert_state_dict(
+    adapter: Adapter,
+    cfg: HookedTransformerConfig,
+    get_tensor: Callable[[str], Tensor],
+    available: Iterable[str],
+) -> dict[str, Tensor]:
+    """Our whole (unprocessed) state dict from an HF source."""
+    return {p.key: p.load(cfg, get_tensor) for p in plan_state_dict(adapter, cfg, available)}
 
 
 def _storage_name(key: str, cfg: HookedTransformerConfig) -> str:

@@ -12,7 +12,8 @@ import torch
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig, resolve_dtype
 from transformer_lens.pretrained import official_models, sources
-from transformer_lens.pretrained.convert import config_fields, convert_state_dict
+from transformer_lens.pretrained.convert import config_fields, plan_state_dict
+from transformer_lens.pretrained.processing import ProcessingFlags, stream_and_process
 from transformer_lens.pretrained.registry import adapter_for
 
 _REJECTED_KWARGS = ("load_in_8bit", "load_in_4bit", "quantization_config")
@@ -79,18 +80,16 @@ def load_pretrained(
         source = sources.from_hf_model(hf_model)
     else:
         source = _directory_source(model_name, location, hub_kwargs)
+    flags = ProcessingFlags(
+        fold_ln=fold_ln,
+        center_writing_weights=center_writing_weights,
+        center_unembed=center_unembed,
+        fold_value_biases=fold_value_biases,
+        refactor_factored_attn_matrices=refactor_factored_attn_matrices,
+    )
     with source:
-        state_dict = convert_state_dict(
-            adapter_for(hf_config), model.cfg, source.get, source.keys()
-        )
-        model.load_and_process_state_dict(
-            state_dict,
-            fold_ln=fold_ln,
-            center_writing_weights=center_writing_weights,
-            center_unembed=center_unembed,
-            fold_value_biases=fold_value_biases,
-            refactor_factored_attn_matrices=refactor_factored_attn_matrices,
-        )
+        planned = plan_state_dict(adapter_for(hf_config), model.cfg, source.keys())
+        stream_and_process(model, planned, source.get, flags)
     if move_to_device and model.cfg.device is not None:
         model.to(model.cfg.device, print_details=False)
     logging.info("Loaded pretrained model %s into HookedTransformer", model_name)
