@@ -10,17 +10,22 @@ import torch
 from jaxtyping import Shaped
 from torch import Tensor
 
+from transformer_lens._cache_analysis import CacheAnalysisMixin
 from transformer_lens.utils import Slice, SliceInput, get_act_name
 
 CacheKey = str | tuple[Any, ...]
 """A full hook name, a shorthand such as "k6", or a tuple such as ("pattern", 0, "attn")."""
 
 
-class ActivationCache:
+class ActivationCache(CacheAnalysisMixin):
     """Activations by hook name, indexable by full name or by `get_act_name` shorthand.
 
     `cache["q", 0]`, `cache["k6"]`, `cache["resid_pre", -1]` and `cache["scale"]` resolve
     through `get_act_name`; a negative layer counts from `model.cfg.n_layers`.
+
+    The analysis methods (accumulated_resid, decompose_resid, stack_head_results,
+    stack_neuron_results, get_full_resid_decomposition, apply_ln_to_stack, logit_attrs,
+    compute_head_results) live in `_cache_analysis` and `_cache_components`.
     """
 
     def __init__(self, cache_dict: dict[str, Tensor], model: Any, has_batch_dim: bool = True):

@@ -1,6 +1,6 @@
 """transformer_lens: the classic HookedTransformer API, correct on grouped-query attention."""
 
-from transformer_lens import loading_from_pretrained, utils
+from transformer_lens import loading_from_pretrained, patching, utils
 from transformer_lens import loading_from_pretrained as loading
 from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.FactoredMatrix import FactoredMatrix
@@ -20,5 +20,6 @@ __all__ = [
     "__version__",
     "loading",
     "loading_from_pretrained",
+    "patching",
     "utils",
 ]

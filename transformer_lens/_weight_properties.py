@@ -8,11 +8,12 @@ entry per query head (query head h reads key/value head h // group).
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from transformer_lens.FactoredMatrix import FactoredMatrix
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.utils import composition_scores
 
 
 class WeightPropertiesMixin:
@@ -125,3 +126,63 @@ class WeightPropertiesMixin:
             for layer in range(self.cfg.n_layers)
             for head in range(self.cfg.n_heads)
         ]
+
+    def accumulated_bias(
+        self, layer: int, mlp_input: bool = False, include_mlp_biases: bool = True
+    ) -> Float[Tensor, " d_model"]:
+        """The biases written to the residual stream before block `layer` (0..n_layers):
+        b_O, and b_out unless include_mlp_biases is False, of every block below it. With
+        mlp_input, also b_O of block `layer`, whose attention writes before its MLP reads
+        (except in parallel blocks, where the MLP reads resid_pre)."""
+        cfg = self.cfg
+        if not 0 <= layer <= cfg.n_layers:
+            raise ValueError(f"layer must be in [0, {cfg.n_layers}]; got {layer}")
+        if mlp_input and (layer == cfg.n_layers or cfg.attn_only):
+            raise ValueError(f"mlp_input needs a block with an MLP; got layer {layer}")
+        total = torch.zeros(cfg.d_model, dtype=cfg.dtype, device=self.W_U.device)
+        for block in self.blocks[:layer]:
+            total = total + block.attn.b_O
+            if include_mlp_biases and not cfg.attn_only:
+                total = total + block.mlp.b_out
+        if mlp_input and not cfg.parallel_attn_mlp:
+            total = total + self.blocks[layer].attn.b_O
+        return total
+
+    def all_composition_scores(self, mode: str) -> Float[Tensor, "layer1 head1 layer2 head2"]:
+        """Composition scores of every head pair: how much head (l1, h1)'s OV output feeds
+        the queries ("Q"), keys ("K") or values ("V") of head (l2, h2), as
+        ||OV1 @ M2||_F / (||OV1||_F ||M2||_F). Zero unless l1 < l2. Grouped K/V weights are
+        expanded per query head, so every query head gets its own row and column."""
+        readers = {"Q": lambda: self.QK, "K": lambda: self.QK.T, "V": lambda: self.OV}
+        if mode not in readers:
+            raise ValueError(f"mode must be 'Q', 'K' or 'V'; got {mode!r}")
+        scores = composition_scores(self.OV, readers[mode](), broadcast_dims=True)
+        layers = torch.arange(self.cfg.n_layers, device=scores.device)
+        earlier = (layers[:, None, None, None] < layers[None, None, :, None]).expand_as(scores)
+        return torch.where(earlier, scores, torch.zeros_like(scores))
+
+    def tokens_to_residual_directions(
+        self, tokens: str | int | list[int] | Int[Tensor, "..."]
+    ) -> Float[Tensor, "... d_model"]:
+        """The unembedding direction W_U[:, token] of each token: [d_model] for one token
+        (an int, a str, a 0-d tensor), [..., d_model] for a tensor or list of tokens. A str
+        must be a single token of the attached tokenizer."""
+        if isinstance(tokens, str):
+            tokens = self._single_token(tokens)
+        if isinstance(tokens, int):
+            return self.W_U[:, tokens]
+        index = torch.as_tensor(tokens, device=self.W_U.device)
+        if index.is_floating_point():
+            raise ValueError(f"Token ids must be integers; got dtype {index.dtype}")
+        return self.W_U.T[index.long()]
+
+    def _single_token(self, text: str) -> int:
+        if getattr(self, "tokenizer", None) is None:
+            raise ValueError(f"Cannot look up the token {text!r}: no tokenizer is attached")
+        to_single_token = getattr(self, "to_single_token", None)
+        if to_single_token is None:
+            raise NotImplementedError(
+                f"Cannot look up the token {text!r}: this model has no to_single_token; "
+                "pass the token id instead"
+            )
+        return int(to_single_token(text))

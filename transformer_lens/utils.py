@@ -15,6 +15,7 @@ from transformer_lens.activation_functions import gelu_new as gelu_new
 from transformer_lens.activation_functions import gelu_pytorch_tanh as gelu_pytorch_tanh
 from transformer_lens.activation_functions import solu as solu
 from transformer_lens.activation_functions import xielu as xielu
+from transformer_lens.FactoredMatrix import FactoredMatrix
 
 USE_DEFAULT_VALUE = None
 """Sentinel for "use the model's default" in arguments such as prepend_bos and padding_side."""
@@ -292,6 +293,34 @@ def remove_batch_dim(tensor: Tensor) -> Tensor:
 def transpose(tensor: Tensor) -> Tensor:
     """Swap the last two axes."""
     return tensor.transpose(-2, -1)
+
+
+def composition_scores(
+    left: FactoredMatrix, right: FactoredMatrix, broadcast_dims: bool = True
+) -> Tensor:
+    """||left @ right||_F / (||left||_F ||right||_F) for the matrices `left` [..., a, b] and
+    `right` [..., b, c]. With broadcast_dims the leading dims of both are kept separately:
+    [*left_leading, *right_leading]; otherwise they broadcast against each other.
+
+    Frobenius norms come from the small Gram matrices of the factors, so no full
+    [a, c] product and no SVD is formed."""
+    if left.rdim != right.ldim:
+        raise ValueError(f"Cannot compose {tuple(left.shape)} with {tuple(right.shape)}")
+    left_A, left_B, right_A, right_B = left.A, left.B, right.A, right.B
+    if broadcast_dims:
+        n_left, n_right = left.ndim - 2, right.ndim - 2
+        left_A, left_B = (
+            t.reshape(*t.shape[:-2], *[1] * n_right, *t.shape[-2:]) for t in left.pair
+        )
+        right_A, right_B = (t.reshape(*[1] * n_left, *t.shape) for t in right.pair)
+    # ||A M B||_F^2 = tr(A^T A  M  B B^T  M^T), with M = left.B @ right.A.
+    left_gram = left_A.transpose(-2, -1) @ left_A
+    right_gram = right_B @ right_B.transpose(-2, -1)
+    middle = left_B @ right_A
+    product_sq = ((left_gram @ middle @ right_gram) * middle).sum((-2, -1))
+    left_sq = (left_gram * (left_B @ left_B.transpose(-2, -1))).sum((-2, -1))
+    right_sq = (right_gram * (right_A.transpose(-2, -1) @ right_A)).sum((-2, -1))
+    return product_sq.clamp(min=0).sqrt() / (left_sq * right_sq).clamp(min=0).sqrt()
 
 
 def get_corner(tensor: Any, n: int = 3) -> Any:

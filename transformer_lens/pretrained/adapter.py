@@ -113,6 +113,11 @@ def times_sqrt_d_model(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     return weight * torch.tensor(cfg.d_model**0.5, dtype=torch.float32).to(weight.dtype)
 
 
+# Transforms that act on each HF row alone, and which of our axes the HF rows become: a
+# vocabulary matrix with one of these can be loaded a block of rows at a time.
+ROW_LOCAL_TRANSFORMS: dict[Transform, int] = {unchanged: 0, transposed: 1, times_sqrt_d_model: 0}
+
+
 def _heads(cfg: HookedTransformerConfig, n_heads_field: str) -> int:
     value = getattr(cfg, n_heads_field)
     return cfg.n_heads if value is None else int(value)

@@ -12,10 +12,18 @@ from torch import Tensor
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained.adapter import COMMON_IGNORED_FIELDS, Adapter, WeightSource
 
-_LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.")
 _OUR_LAYER_INDEX = re.compile(r"blocks\.(\d+)\.")
 # HF keys that hold derived values (old checkpoints saved rotary frequencies).
-_DERIVED_HF_KEYS = ("rotary_emb.inv_freq",)
+# HF keys that hold derived values: rotary frequencies, and the causal-mask buffers that
+# older GPT-2 and GPT-NeoX checkpoints saved (the leading dot keeps `c_attn.bias` out).
+_DERIVED_HF_KEYS = (
+    "rotary_emb.inv_freq",
+    ".attn.bias",
+    ".attn.masked_bias",
+    ".attention.bias",
+    ".attention.masked_bias",
+)
 _GROUPED_TO_PER_HEAD = {"attn._W_K": "attn.W_K", "attn._W_V": "attn.W_V", "attn._b_K": "attn.b_K", "attn._b_V": "attn.b_V"}  # fmt: skip
 
 

@@ -89,7 +89,7 @@ def load_pretrained(
     )
     with source:
         planned = plan_state_dict(adapter_for(hf_config), model.cfg, source.keys())
-        stream_and_process(model, planned, source.get, flags)
+        stream_and_process(model, planned, source, flags)
     if move_to_device and model.cfg.device is not None:
         model.to(model.cfg.device, print_details=False)
     logging.info("Loaded pretrained model %s into HookedTransformer", model_name)
@@ -174,13 +174,13 @@ def _resolve(model_name: str, hf_model: Any) -> tuple[Any, str | None]:
     """(HF config, local directory or None). No network call when hf_model or a path is given."""
     official = _official_or_none(model_name)
     if hf_model is not None:
-        if official is not None:
-            _warn_if_not_official(official, hf_model.config)
         config = hf_model.config
         if not getattr(config, "architectures", None):
             # A model built from a config in code has no architectures; its class says it.
             config = copy.copy(config)
             config.architectures = [type(hf_model).__name__]
+        if official is not None:
+            _warn_if_not_official(official, config)
         return config, None
     if os.path.isdir(model_name):
         from transformers import AutoConfig
@@ -195,13 +195,15 @@ def _resolve(model_name: str, hf_model: Any) -> tuple[Any, str | None]:
 
 
 def _warn_if_not_official(official: str, hf_config: Any) -> None:
-    expected = official_models.OFFICIAL_MODELS[official].hf_config
-    differing = {
-        key: (getattr(hf_config, key, None), value)
-        for key, value in expected.items()
-        if key not in ("rope_theta", "tie_word_embeddings")
-        and getattr(hf_config, key, None) != value
-    }
+    """Warn when hf_model's architecture facts differ from the official checkpoint's,
+    compared in our own terms so that HF's renamed fields (rope_parameters) do not matter."""
+    reference = official_models.official_hf_config(official)
+    expected = config_fields(adapter_for(reference), reference)
+    try:
+        actual = config_fields(adapter_for(hf_config), hf_config)
+    except ValueError:
+        return  # the loader reports the real problem with a clearer message
+    differing = {k: (actual.get(k), v) for k, v in expected.items() if actual.get(k) != v}
     if differing:
         warnings.warn(
             f"hf_model's config differs from the official {official} configuration "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
@@ -19,7 +19,9 @@ from torch import Tensor
 
 from transformer_lens import weight_processing
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.pretrained import vocab_chunks
 from transformer_lens.pretrained.convert import PlannedWeight
+from transformer_lens.pretrained.sources import TensorSource
 
 if TYPE_CHECKING:
     from transformer_lens.HookedTransformer import HookedTransformer
@@ -55,27 +57,90 @@ def load_and_process(
 def stream_and_process(
     model: HookedTransformer,
     planned: list[PlannedWeight],
-    get_tensor: Callable[[str], Tensor],
+    source: TensorSource,
     flags: ProcessingFlags,
 ) -> None:
     """Read, process and copy one piece at a time into the model's parameters."""
-    cfg = _processing_cfg(model)
-    steps = _step_flags(cfg, flags)
-    if flags.fold_ln and model.cfg.normalization_type in _FOLDED:
-        _switch_to_folded_norms(model)
-    targets = dict(model.named_parameters())
-    loaded: set[str] = set()
+    loader = _StreamingLoader(model, source, flags)
     for layers, unembed, piece in _pieces(planned):
-        tensors = {p.key: p.load(cfg, get_tensor) for p in piece}
-        processed = weight_processing.process_weights(
-            _for_processing(tensors, flags), cfg, layers=layers, unembed=unembed, **steps
-        )
-        _copy_into(targets, processed)
-        loaded.update(processed)
-        del tensors, processed
-    missing = sorted(set(targets) - loaded)
+        loader.load_piece(piece, layers, unembed)
+    missing = sorted(set(loader.targets) - loader.loaded)
     if missing:
         raise ValueError(f"Checkpoint left these parameters unset: {missing}")
+
+
+class _StreamingLoader:
+    def __init__(self, model: HookedTransformer, source: TensorSource, flags: ProcessingFlags):
+        self.cfg = _processing_cfg(model)
+        self.steps = _step_flags(self.cfg, flags)
+        self.flags = flags
+        self.source = source
+        if flags.fold_ln and model.cfg.normalization_type in _FOLDED:
+            _switch_to_folded_norms(model)
+        self.targets = dict(model.named_parameters())
+        self.loaded: set[str] = set()
+
+    def process(
+        self, tensors: dict[str, Tensor], layers: list[int], unembed: bool, center_unembed: bool
+    ) -> dict[str, Tensor]:
+        steps = _Steps(**self.steps)
+        steps["center_unembed"] = center_unembed and self.steps["center_unembed"]
+        return weight_processing.process_weights(
+            _for_processing(tensors, self.flags), self.cfg, layers=layers, unembed=unembed, **steps
+        )
+
+    def load_piece(self, piece: list[PlannedWeight], layers: list[int], unembed: bool) -> None:
+        blockwise = [w for w in piece if vocab_chunks.chunk_axis(w) is not None]
+        whole = {w.key: w.load(self.cfg, self.source.get) for w in piece if w not in blockwise}
+        for weight in blockwise:
+            self.load_by_vocab_blocks(weight, whole, unembed)
+        if unembed and blockwise:
+            # ln_final went into every W_U block; what is left is loaded as it is.
+            rest = {k: v for k, v in whole.items() if k in self.targets and k not in self.loaded}
+        else:
+            rest = self.process(whole, layers, unembed, center_unembed=True)
+        _copy_into(self.targets, rest)
+        self.loaded.update(rest)
+
+    def load_by_vocab_blocks(
+        self, weight: PlannedWeight, companions: dict[str, Tensor], unembed: bool
+    ) -> None:
+        """W_E or W_U block by block; companions (ln_final, b_U) join each block's fold, and
+        b_U, indexed by the vocabulary too, is sliced alongside."""
+        axis = vocab_chunks.chunk_axis(weight)
+        assert axis is not None and weight.hf_key is not None
+        vocab_keys = ["unembed.b_U"] if unembed and "unembed.b_U" in companions else []
+        offsets: dict[str, Tensor] = {}
+        if unembed and self.steps["center_unembed"]:
+            means = {weight.key: vocab_chunks.vocab_mean(weight, axis, self.cfg, self.source)}
+            for key in vocab_keys:
+                means[key] = companions[key].float().mean(0, keepdim=True)
+            offsets = self._block(companions, means, weight.key, vocab_keys)
+        for start, stop in vocab_chunks.row_blocks(self.source, weight.hf_key):
+            block = {
+                weight.key: vocab_chunks.load_block(weight, self.cfg, self.source, start, stop)
+            }
+            block.update({k: companions[k][start:stop] for k in vocab_keys})
+            processed = self._block(companions, block, weight.key, vocab_keys)
+            with torch.no_grad():
+                for key, value in processed.items():
+                    index = vocab_chunks.block_index(axis if key == weight.key else 0, start, stop)
+                    self.targets[key][index].copy_(
+                        value - offsets[key] if key in offsets else value
+                    )
+        self.loaded.update([weight.key, *vocab_keys])
+
+    def _block(
+        self,
+        companions: dict[str, Tensor],
+        block: dict[str, Tensor],
+        key: str,
+        vocab_keys: list[str],
+    ) -> dict[str, Tensor]:
+        """Fold (and centre writes of) one block; center_unembed is applied by the caller."""
+        unembed = key.startswith("unembed.")
+        processed = self.process({**companions, **block}, [], unembed, center_unembed=False)
+        return {k: processed[k] for k in (key, *vocab_keys)}
 
 
 def _pieces(

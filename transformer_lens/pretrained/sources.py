@@ -11,12 +11,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from transformer_lens.pretrained.safetensors_reader import SafetensorsFile
+
 
 class TensorSource:
     """A read-only mapping from HF key to tensor that loads each tensor on request."""
 
-    def __init__(self, getters: dict[str, Any], stack: ExitStack | None = None):
+    def __init__(
+        self,
+        getters: dict[str, Any],
+        stack: ExitStack | None = None,
+        row_getters: dict[str, Any] | None = None,
+        shape_of: Any = None,
+    ):
         self._getters = getters
+        self._row_getters = row_getters
+        self._shape_of = shape_of
         self._stack = stack or ExitStack()
 
     def keys(self) -> list[str]:
@@ -24,6 +34,17 @@ class TensorSource:
 
     def get(self, key: str) -> Tensor:
         return self._getters[key](key)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        if self._shape_of is not None:
+            return tuple(self._shape_of(key))
+        return tuple(self.get(key).shape)
+
+    def get_rows(self, key: str, start: int, stop: int) -> Tensor:
+        """Rows start:stop of a tensor; reads only those rows where the format allows."""
+        if self._row_getters is not None:
+            return self._row_getters[key](key, start, stop)
+        return self.get(key)[start:stop]
 
     def close(self) -> None:
         self._stack.close()
@@ -51,15 +72,18 @@ def from_directory(path: str) -> TensorSource:
 
 
 def _from_safetensors(files: list[str]) -> TensorSource:
-    from safetensors import safe_open
-
     stack = ExitStack()
     getters: dict[str, Any] = {}
+    row_getters: dict[str, Any] = {}
+    handles: dict[str, SafetensorsFile] = {}
     for file in files:
-        handle = stack.enter_context(safe_open(file, framework="pt"))
+        handle = SafetensorsFile(file)
+        stack.callback(handle.close)
         for key in handle.keys():
-            getters[key] = handle.get_tensor
-    return TensorSource(getters, stack)
+            getters[key] = handle.get
+            row_getters[key] = handle.get_rows
+            handles[key] = handle
+    return TensorSource(getters, stack, row_getters, lambda key: handles[key].shape(key))
 
 
 def _from_bin(files: list[str]) -> TensorSource:

@@ -127,11 +127,15 @@ GPT2 = Adapter(
         "blocks.{i}.ln2.w": hf(*_layer("ln_2.weight")),
         "blocks.{i}.ln2.b": hf(*_layer("ln_2.bias")),
         **{
-            f"blocks.{{i}}.attn.W_{name}": hf(*_layer("attn.c_attn.weight"), transform=fused_qkv_part(part))
+            f"blocks.{{i}}.attn.W_{name}": hf(
+                *_layer("attn.c_attn.weight"), transform=fused_qkv_part(part)
+            )
             for part, name in enumerate("QKV")
         },
         **{
-            f"blocks.{{i}}.attn.b_{name}": hf(*_layer("attn.c_attn.bias"), transform=fused_qkv_bias_part(part))
+            f"blocks.{{i}}.attn.b_{name}": hf(
+                *_layer("attn.c_attn.bias"), transform=fused_qkv_bias_part(part)
+            )
             for part, name in enumerate("QKV")
         },
         "blocks.{i}.attn.W_O": hf(*_layer("attn.c_proj.weight"), transform=conv1d_heads_out),
@@ -144,19 +148,37 @@ GPT2 = Adapter(
         "ln_final.b": hf(*_top("ln_f.bias")),
         "unembed.W_U": hf("lm_head.weight", *_top("wte.weight"), transform=transposed),
         "unembed.b_U": zeros("d_vocab_out"),
-    },  # fmt: skip
+    },
     handled_fields=frozenset(
         {
-            "vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "n_positions",
-            "layer_norm_epsilon", "activation_function", "scale_attn_weights",
-            "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention",
+            "vocab_size",
+            "n_embd",
+            "n_layer",
+            "n_head",
+            "n_inner",
+            "n_positions",
+            "layer_norm_epsilon",
+            "activation_function",
+            "scale_attn_weights",
+            "scale_attn_by_inverse_layer_idx",
+            "reorder_and_upcast_attn",
+            "add_cross_attention",
             # No effect on the forward pass: dropout, the GPT2DoubleHeadsModel summary head,
             # n_ctx (old alias of n_positions), fields GPT-2 inherited from OpenAI GPT.
-            "resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_type", "summary_use_proj",
-            "summary_activation", "summary_proj_to_labels", "summary_first_dropout", "n_ctx",
-            "n_special", "predict_special_tokens", "task_specific_params",
+            "resid_pdrop",
+            "embd_pdrop",
+            "attn_pdrop",
+            "summary_type",
+            "summary_use_proj",
+            "summary_activation",
+            "summary_proj_to_labels",
+            "summary_first_dropout",
+            "n_ctx",
+            "n_special",
+            "predict_special_tokens",
+            "task_specific_params",
         }
-    ),  # fmt: skip
+    ),
 )
 
 ADAPTERS = (GPT2,)

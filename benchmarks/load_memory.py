@@ -1,0 +1,99 @@
+"""Peak memory and time of loading a local safetensors checkpoint, against Hugging Face.
+
+Writes a random-weight checkpoint of an official configuration (Gemma-2b width by default,
+fewer layers so that it fits beside everything else), then loads it in fresh processes:
+  * HookedTransformer.from_pretrained(path)               (processed: fold_ln etc.)
+  * HookedTransformer.from_pretrained_no_processing(path)
+  * transformers AutoModelForCausalLM.from_pretrained(path)
+Each child reports its peak resident memory above what `import torch, transformers,
+transformer_lens` already costs, divided by the bytes of the model it built.
+
+Run: python benchmarks/load_memory.py [--model google/gemma-2b] [--layers 4] [--dtype float32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = r"""
+import json, resource, sys, time, warnings
+import torch, transformers, transformer_lens
+from transformer_lens import HookedTransformer
+warnings.simplefilter("ignore")
+kind, path, dtype = sys.argv[1], sys.argv[2], getattr(torch, sys.argv[3])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+start = time.perf_counter()
+if kind == "hf":
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+elif kind == "ours":
+    model = HookedTransformer.from_pretrained(path, dtype=dtype)
+else:
+    model = HookedTransformer.from_pretrained_no_processing(path, dtype=dtype)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in model.parameters()}
+storages.update({b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in model.buffers()})
+print(json.dumps({"seconds": seconds, "extra_bytes": peak - base, "model_bytes": sum(storages.values())}))
+"""
+
+
+def write_checkpoint(model_name: str, layers: int, dtype: str, path: str) -> None:
+    import torch
+    import transformers
+
+    from transformer_lens.pretrained.official_models import official_hf_config
+
+    config = official_hf_config(model_name)
+    config.num_hidden_layers = layers
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        model = getattr(transformers, config.architectures[0])(config)
+    finally:
+        torch.set_default_dtype(previous)
+    model.save_pretrained(path)
+
+
+def measure(kind: str, path: str, dtype: str) -> dict[str, float]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, path, dtype], capture_output=True, text=True, env=env
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="google/gemma-2b")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as path:
+        started = time.perf_counter()
+        write_checkpoint(args.model, args.layers, args.dtype, path)
+        print(f"{args.model} shape, {args.layers} layers, {args.dtype}: checkpoint written in "
+              f"{time.perf_counter() - started:.0f}s")
+        results: dict[str, list[dict[str, float]]] = {"hf": [], "ours": [], "ours_no_processing": []}
+        for _ in range(args.rounds):  # interleaved, so that page-cache warmth is shared
+            for kind in results:
+                results[kind].append(measure(kind, path, args.dtype))
+    best = {kind: min(runs, key=lambda r: r["seconds"]) for kind, runs in results.items()}
+    hf_seconds = best["hf"]["seconds"]
+    print(f"{'loader':<22}{'peak extra / model bytes':>26}{'seconds':>10}{'vs HF time':>12}")
+    for kind, result in best.items():
+        ratio = max(r["extra_bytes"] for r in results[kind]) / result["model_bytes"]
+        print(f"{kind:<22}{ratio:>26.2f}{result['seconds']:>10.2f}{result['seconds'] / hf_seconds:>12.2f}")
+    print("Targets: peak extra / model bytes <= 1.3; load time <= 1.5x Hugging Face's.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,424 @@
+"""Activation patching: rerun a corrupted input once per index, with one activation slice
+replaced by its value from a clean run, and record a metric of the output logits.
+
+Head axes. A result over heads has one entry per head of the patched activation: query
+heads (head_index, n_heads) for z, q and the pattern. For k and v the head axis is
+kv_head_index: n_key_value_heads on grouped models (hook_k/hook_v carry one entry per
+key/value head), n_heads on multi-head or ungrouped models. Patching key/value head j of a
+grouped model changes what every query head in its group (h // group_size == j) reads.
+
+pandas is optional: `index_df` takes any DataFrame-like object with `columns` and
+`to_numpy()`, and only `return_index_df` without an `index_df` imports pandas.
+"""
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from transformer_lens.hook_points import HookPoint
+from transformer_lens.utils import get_act_name
+
+PatchSetter = Callable[[Tensor, Sequence[int], Tensor], Tensor]
+Metric = Callable[[Tensor], Any]
+PatchFunction = Callable[[Any, Tensor, Any, Metric], Tensor]
+
+_POSITION_AXES = ("pos", "dest_pos", "src_pos")
+_HEAD_AXES = ("head", "head_index", "kv_head_index")
+
+
+def generic_activation_patch(
+    model: Any,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: Any,
+    patching_metric: Metric,
+    patch_setter: PatchSetter,
+    activation_name: str,
+    index_axis_names: Sequence[str] | None = None,
+    index_df: Any = None,
+    return_index_df: bool = False,
+) -> Tensor | tuple[Tensor, Any]:
+    """Patch `activation_name` from `clean_cache` into runs on `corrupted_tokens`.
+
+    Give exactly one of:
+    - index_axis_names, e.g. ("layer", "pos", "head"): every index of the product of these
+      axes is patched and the result has one axis per name. "layer" comes first; sizes are
+      n_layers, the token length for "pos"/"dest_pos"/"src_pos", and the head axis of the
+      cached activation for "head"/"head_index"/"kv_head_index" (so k/v on grouped models
+      get n_key_value_heads entries);
+    - index_df, a DataFrame whose columns name the axes (first "layer") and whose rows are
+      the indices to patch; the result is 1-D, one entry per row.
+
+    `patch_setter(corrupted_activation, index_without_layer, clean_activation)` returns
+    the patched activation. The result holds `float(patching_metric(logits))` per index,
+    on the model's device. return_index_df also returns the indices as a DataFrame.
+    """
+    if (index_axis_names is None) == (index_df is None):
+        raise ValueError("Give exactly one of index_axis_names and index_df")
+    if index_df is not None:
+        axis_names = [str(column) for column in index_df.columns]
+        indices = [tuple(int(value) for value in row) for row in index_df.to_numpy()]
+        shape: list[int] = [len(indices)]
+    else:
+        assert index_axis_names is not None
+        axis_names = list(index_axis_names)
+        shape = [
+            _axis_size(axis, model, corrupted_tokens, clean_cache, activation_name)
+            for axis in axis_names
+        ]
+        indices = list(itertools.product(*(range(size) for size in shape)))
+    if not axis_names or axis_names[0] != "layer":
+        raise ValueError(f"The first index axis must be 'layer'; got {axis_names}")
+    values = [
+        _patched_metric(
+            model,
+            corrupted_tokens,
+            clean_cache,
+            patching_metric,
+            patch_setter,
+            activation_name,
+            index,
+        )
+        for index in indices
+    ]
+    device = getattr(model.cfg, "device", None)
+    results = torch.tensor(values, dtype=torch.float32, device=device).reshape(shape)
+    if not return_index_df:
+        return results
+    if index_df is None:
+        index_df = _pandas().DataFrame(indices, columns=axis_names)
+    return results, index_df
+
+
+def _axis_size(
+    axis: str, model: Any, corrupted_tokens: Tensor, clean_cache: Any, activation_name: str
+) -> int:
+    if axis == "layer":
+        return int(model.cfg.n_layers)
+    if axis in _POSITION_AXES:
+        return int(corrupted_tokens.shape[-1])
+    if axis in _HEAD_AXES:
+        activation = clean_cache[get_act_name(activation_name, 0)]
+        return int(activation.shape[_head_axis(get_act_name(activation_name, 0))])
+    raise ValueError(
+        f"Unknown index axis {axis!r}; expected 'layer', one of {_POSITION_AXES} or "
+        f"one of {_HEAD_AXES}"
+    )
+
+
+def _head_axis(hook_name: str) -> int:
+    """Head axis of an attention activation: [batch, head, query_pos, key_pos] for patterns
+    and scores, [batch, pos, head, d_head] for q, k, v, z and result."""
+    return 1 if hook_name.endswith(("hook_pattern", "hook_attn_scores")) else 2
+
+
+def _patched_metric(
+    model: Any,
+    corrupted_tokens: Tensor,
+    clean_cache: Any,
+    patching_metric: Metric,
+    patch_setter: PatchSetter,
+    activation_name: str,
+    index: tuple[int, ...],
+) -> float:
+    layer, *rest = index
+    hook_name = get_act_name(activation_name, layer)
+    clean = clean_cache[hook_name]
+    fired = []
+
+    def patch(activation: Tensor, hook: HookPoint) -> Tensor:
+        if activation.shape != clean.shape:
+            raise ValueError(
+                f"{hook_name}: the corrupted run has shape {tuple(activation.shape)}, the "
+                f"clean cache {tuple(clean.shape)}; patching needs equal batch and length"
+            )
+        fired.append(True)
+        return patch_setter(activation.clone(), rest, clean.to(activation.device))
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[(hook_name, patch)])
+    if not fired:
+        raise ValueError(f"{hook_name} never fired, so nothing was patched")
+    return float(patching_metric(logits))
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError as error:
+        raise ImportError(
+            "return_index_df without index_df builds a pandas DataFrame, and pandas is not "
+            "installed (transformer_lens does not depend on it): pip install pandas"
+        ) from error
+    return pandas
+
+
+# ---------------------------------------------------------------------------- patch setters
+# Each takes (corrupted_activation, index without the layer, clean_activation) and returns the
+# corrupted activation with the indexed slice taken from the clean one. "heads" is
+# head_index, or kv_head_index for k and v.
+
+
+def layer_pos_patch_setter(
+    corrupted_activation: Float[Tensor, "batch pos d_model"],
+    index: Sequence[int],
+    clean_activation: Float[Tensor, "batch pos d_model"],
+) -> Float[Tensor, "batch pos d_model"]:
+    (pos,) = index
+    corrupted_activation[:, pos] = clean_activation[:, pos]
+    return corrupted_activation
+
+
+def layer_pos_head_vector_patch_setter(
+    corrupted_activation: Float[Tensor, "batch pos heads d_head"],
+    index: Sequence[int],
+    clean_activation: Float[Tensor, "batch pos heads d_head"],
+) -> Float[Tensor, "batch pos heads d_head"]:
+    pos, head = index
+    corrupted_activation[:, pos, head] = clean_activation[:, pos, head]
+    return corrupted_activation
+
+
+def layer_head_vector_patch_setter(
+    corrupted_activation: Float[Tensor, "batch pos heads d_head"],
+    index: Sequence[int],
+    clean_activation: Float[Tensor, "batch pos heads d_head"],
+) -> Float[Tensor, "batch pos heads d_head"]:
+    (head,) = index
+    corrupted_activation[:, :, head] = clean_activation[:, :, head]
+    return corrupted_activation
+
+
+def layer_head_pattern_patch_setter(
+    corrupted_activation: Float[Tensor, "batch head_index query_pos key_pos"],
+    index: Sequence[int],
+    clean_activation: Float[Tensor, "batch head_index query_pos key_pos"],
+) -> Float[Tensor, "batch head_index query_pos key_pos"]:
+    (head,) = index
+    corrupted_activation[:, head] = clean_activation[:, head]
+    return corrupted_activation
+
+
+def layer_head_pos_pattern_patch_setter(
+    corrupted_activation: Float[Tensor, "batch head_index query_pos key_pos"],
+    index: Sequence[int],
+    clean_activation: Float[Tensor, "batch head_index query_pos key_pos"],
+) -> Float[Tensor, "batch head_index query_pos key_pos"]:
+    head, dest_pos = index
+    corrupted_activation[:, head, dest_pos] = clean_activation[:, head, dest_pos]
+    return corrupted_activation
+
+
+def layer_head_dest_src_pos_pattern_patch_setter(
+    corrupted_activation: Float[Tensor, "batch head_index query_pos key_pos"],
+    index: Sequence[int],
+    clean_activation: Float[Tensor, "batch head_index query_pos key_pos"],
+) -> Float[Tensor, "batch head_index query_pos key_pos"]:
+    head, dest_pos, src_pos = index
+    corrupted_activation[:, head, dest_pos, src_pos] = clean_activation[:, head, dest_pos, src_pos]
+    return corrupted_activation
+
+
+# ---------------------------------------------------------------------------- specialised helpers
+
+
+def _specialise(
+    name: str,
+    activation_name: str,
+    patch_setter: PatchSetter,
+    index_axis_names: tuple[str, ...],
+    doc: str,
+) -> PatchFunction:
+    def patch(
+        model: Any,
+        corrupted_tokens: Int[Tensor, "batch pos"],
+        clean_cache: Any,
+        patching_metric: Metric,
+    ) -> Tensor:
+        result = generic_activation_patch(
+            model,
+            corrupted_tokens,
+            clean_cache,
+            patching_metric,
+            patch_setter,
+            activation_name,
+            index_axis_names,
+        )
+        assert isinstance(result, Tensor)
+        return result
+
+    patch.__name__ = patch.__qualname__ = name
+    patch.__doc__ = doc
+    return patch
+
+
+_KV = (
+    " Head axis = kv_head_index (n_key_value_heads) for k/v on grouped models; n_heads on "
+    "multi-head or ungrouped models."
+)
+
+get_act_patch_resid_pre = _specialise(
+    "get_act_patch_resid_pre",
+    "resid_pre",
+    layer_pos_patch_setter,
+    ("layer", "pos"),
+    "Patch hook_resid_pre at each (layer, pos): result [layer, pos].",
+)
+get_act_patch_resid_mid = _specialise(
+    "get_act_patch_resid_mid",
+    "resid_mid",
+    layer_pos_patch_setter,
+    ("layer", "pos"),
+    "Patch hook_resid_mid at each (layer, pos): result [layer, pos].",
+)
+get_act_patch_attn_out = _specialise(
+    "get_act_patch_attn_out",
+    "attn_out",
+    layer_pos_patch_setter,
+    ("layer", "pos"),
+    "Patch hook_attn_out at each (layer, pos): result [layer, pos].",
+)
+get_act_patch_mlp_out = _specialise(
+    "get_act_patch_mlp_out",
+    "mlp_out",
+    layer_pos_patch_setter,
+    ("layer", "pos"),
+    "Patch hook_mlp_out at each (layer, pos): result [layer, pos].",
+)
+get_act_patch_attn_head_out_by_pos = _specialise(
+    "get_act_patch_attn_head_out_by_pos",
+    "z",
+    layer_pos_head_vector_patch_setter,
+    ("layer", "pos", "head_index"),
+    "Patch hook_z of each query head at each position: result [layer, pos, head_index].",
+)
+get_act_patch_attn_head_q_by_pos = _specialise(
+    "get_act_patch_attn_head_q_by_pos",
+    "q",
+    layer_pos_head_vector_patch_setter,
+    ("layer", "pos", "head_index"),
+    "Patch hook_q of each query head at each position: result [layer, pos, head_index].",
+)
+get_act_patch_attn_head_k_by_pos = _specialise(
+    "get_act_patch_attn_head_k_by_pos",
+    "k",
+    layer_pos_head_vector_patch_setter,
+    ("layer", "pos", "kv_head_index"),
+    "Patch hook_k of each key head at each position: result [layer, pos, kv_head_index]." + _KV,
+)
+get_act_patch_attn_head_v_by_pos = _specialise(
+    "get_act_patch_attn_head_v_by_pos",
+    "v",
+    layer_pos_head_vector_patch_setter,
+    ("layer", "pos", "kv_head_index"),
+    "Patch hook_v of each value head at each position: result [layer, pos, kv_head_index]." + _KV,
+)
+get_act_patch_attn_head_pattern_by_pos = _specialise(
+    "get_act_patch_attn_head_pattern_by_pos",
+    "pattern",
+    layer_head_pos_pattern_patch_setter,
+    ("layer", "head_index", "dest_pos"),
+    "Patch each head's attention pattern row at each destination position: result "
+    "[layer, head_index, dest_pos].",
+)
+get_act_patch_attn_head_pattern_dest_src_pos = _specialise(
+    "get_act_patch_attn_head_pattern_dest_src_pos",
+    "pattern",
+    layer_head_dest_src_pos_pattern_patch_setter,
+    ("layer", "head_index", "dest_pos", "src_pos"),
+    "Patch each single attention weight: result [layer, head_index, dest_pos, src_pos].",
+)
+get_act_patch_attn_head_out_all_pos = _specialise(
+    "get_act_patch_attn_head_out_all_pos",
+    "z",
+    layer_head_vector_patch_setter,
+    ("layer", "head_index"),
+    "Patch hook_z of each query head at every position: result [layer, head_index].",
+)
+get_act_patch_attn_head_q_all_pos = _specialise(
+    "get_act_patch_attn_head_q_all_pos",
+    "q",
+    layer_head_vector_patch_setter,
+    ("layer", "head_index"),
+    "Patch hook_q of each query head at every position: result [layer, head_index].",
+)
+get_act_patch_attn_head_k_all_pos = _specialise(
+    "get_act_patch_attn_head_k_all_pos",
+    "k",
+    layer_head_vector_patch_setter,
+    ("layer", "kv_head_index"),
+    "Patch hook_k of each key head at every position: result [layer, kv_head_index]." + _KV,
+)
+get_act_patch_attn_head_v_all_pos = _specialise(
+    "get_act_patch_attn_head_v_all_pos",
+    "v",
+    layer_head_vector_patch_setter,
+    ("layer", "kv_head_index"),
+    "Patch hook_v of each value head at every position: result [layer, kv_head_index]." + _KV,
+)
+get_act_patch_attn_head_pattern_all_pos = _specialise(
+    "get_act_patch_attn_head_pattern_all_pos",
+    "pattern",
+    layer_head_pattern_patch_setter,
+    ("layer", "head_index"),
+    "Patch each head's whole attention pattern: result [layer, head_index].",
+)
+
+
+def _pad_heads(result: Tensor, n_heads: int) -> Tensor:
+    """Pad the last (head) axis with NaN up to n_heads."""
+    return F.pad(result, (0, n_heads - result.shape[-1]), value=math.nan)
+
+
+def get_act_patch_block_every(
+    model: Any, corrupted_tokens: Int[Tensor, "batch pos"], clean_cache: Any, metric: Metric
+) -> Float[Tensor, "3 layer pos"]:
+    """resid_pre, attn_out and mlp_out patched at each (layer, pos): [3, layer, pos]."""
+    patches = (get_act_patch_resid_pre, get_act_patch_attn_out, get_act_patch_mlp_out)
+    return torch.stack([patch(model, corrupted_tokens, clean_cache, metric) for patch in patches])
+
+
+def get_act_patch_attn_head_all_pos_every(
+    model: Any, corrupted_tokens: Int[Tensor, "batch pos"], clean_cache: Any, metric: Metric
+) -> Float[Tensor, "5 layer head_index"]:
+    """Head output (z), q, k, v and pattern patched per head at every position:
+    [5, layer, head_index], in that order.
+
+    On grouped models k and v have n_key_value_heads heads (kv_head_index): their rows hold
+    key/value head j at column j, and the columns n_key_value_heads..n_heads-1 are NaN."""
+    n_heads = model.cfg.n_heads
+    patches = (
+        get_act_patch_attn_head_out_all_pos,
+        get_act_patch_attn_head_q_all_pos,
+        get_act_patch_attn_head_k_all_pos,
+        get_act_patch_attn_head_v_all_pos,
+        get_act_patch_attn_head_pattern_all_pos,
+    )
+    results = [patch(model, corrupted_tokens, clean_cache, metric) for patch in patches]
+    return torch.stack([_pad_heads(result, n_heads) for result in results])
+
+
+def get_act_patch_attn_head_by_pos_every(
+    model: Any, corrupted_tokens: Int[Tensor, "batch pos"], clean_cache: Any, metric: Metric
+) -> Float[Tensor, "5 layer pos head_index"]:
+    """Head output (z), q, k, v and pattern patched per head and position:
+    [5, layer, pos, head_index], in that order (the pattern by destination position).
+
+    On grouped models k and v have n_key_value_heads heads (kv_head_index): their rows hold
+    key/value head j at column j, and the columns n_key_value_heads..n_heads-1 are NaN."""
+    n_heads = model.cfg.n_heads
+    patches = (
+        get_act_patch_attn_head_out_by_pos,
+        get_act_patch_attn_head_q_by_pos,
+        get_act_patch_attn_head_k_by_pos,
+        get_act_patch_attn_head_v_by_pos,
+    )
+    results = [patch(model, corrupted_tokens, clean_cache, metric) for patch in patches]
+    pattern = get_act_patch_attn_head_pattern_by_pos(model, corrupted_tokens, clean_cache, metric)
+    results.append(pattern.transpose(1, 2))
+    return torch.stack([_pad_heads(result, n_heads) for result in results])

@@ -1,0 +1,70 @@
+"""A safetensors reader that copies each tensor (or a range of its rows) into private memory.
+
+`safetensors.safe_open` memory-maps the file: every page it reads stays in the process's
+resident set while the file is open, so a streamed load would peak at model + checkpoint.
+Reading with `os.pread` puts the bytes into ordinary memory that is freed with the tensor.
+Format: 8-byte little-endian header length, a JSON header {name: {dtype, shape,
+data_offsets}}, then the raw little-endian data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+
+import torch
+from torch import Tensor
+
+_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+class SafetensorsFile:
+    def __init__(self, path: str):
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        (header_size,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
+        header = json.loads(os.pread(self._fd, header_size, 8))
+        header.pop("__metadata__", None)
+        self._data_start = 8 + header_size
+        self._entries: dict[str, dict] = header
+
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._entries[key]["shape"])
+
+    def get(self, key: str) -> Tensor:
+        return self.get_rows(key, 0, self.shape(key)[0] if self.shape(key) else 1)
+
+    def get_rows(self, key: str, start: int, stop: int) -> Tensor:
+        """Rows start:stop of the tensor (its first axis), read from disk alone."""
+        entry = self._entries[key]
+        dtype = _DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise ValueError(
+                f"{self.path}: unsupported safetensors dtype {entry['dtype']} for {key}"
+            )
+        shape = list(entry["shape"])
+        row_items = math.prod(shape[1:]) if shape else 1
+        item_size = torch.empty((), dtype=dtype).element_size()
+        offset = self._data_start + entry["data_offsets"][0] + start * row_items * item_size
+        count = (stop - start) * row_items * item_size
+        buffer = bytearray(count)
+        view, done = memoryview(buffer), 0
+        while done < count:  # pread may return fewer bytes than asked for
+            chunk = os.preadv(self._fd, [view[done:]], offset + done)
+            if chunk == 0:
+                raise ValueError(f"{self.path}: truncated data for {key}")
+            done += chunk
+        tensor = torch.frombuffer(buffer, dtype=dtype) if count else torch.empty(0, dtype=dtype)
+        return tensor.reshape([stop - start, *shape[1:]] if shape else [])
+
+    def close(self) -> None:
+        os.close(self._fd)

@@ -1,0 +1,68 @@
+"""Load the vocabulary matrices (W_E, W_U) a block of vocabulary rows at a time.
+
+For large vocabularies (Gemma: 256k x 2048) the embedding and unembedding are the biggest
+tensors; processing them whole would hold several full copies at once. Every processing
+step is local to a vocabulary entry except center_unembed, which subtracts the mean over
+the vocabulary. Folding is linear in W_U and b_U, so that mean is the fold of the mean
+column: we fold the raw mean once, then subtract it from each folded block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.pretrained.adapter import ROW_LOCAL_TRANSFORMS
+from transformer_lens.pretrained.convert import PlannedWeight
+from transformer_lens.pretrained.sources import TensorSource
+
+_BLOCK_BYTES = 64 * 2**20
+# (our key, our vocabulary axis when it comes from a row-local transform of HF rows)
+CHUNKABLE = {"embed.W_E", "unembed.W_U"}
+
+Process = Callable[[dict[str, Tensor]], dict[str, Tensor]]
+
+
+def chunk_axis(weight: PlannedWeight) -> int | None:
+    """Our axis that HF's rows become, when this weight can be loaded by row blocks."""
+    if weight.key not in CHUNKABLE or weight.hf_key is None:
+        return None
+    return ROW_LOCAL_TRANSFORMS.get(weight.source.transform)
+
+
+def row_blocks(source: TensorSource, hf_key: str) -> list[tuple[int, int]]:
+    rows, *rest = source.shape(hf_key)
+    row_bytes = max(1, int(torch.tensor(rest).prod()) if rest else 1) * 4
+    size = max(1, _BLOCK_BYTES // row_bytes)
+    return [(start, min(start + size, rows)) for start in range(0, rows, size)]
+
+
+def load_block(
+    weight: PlannedWeight,
+    cfg: HookedTransformerConfig,
+    source: TensorSource,
+    start: int,
+    stop: int,
+) -> Tensor:
+    assert weight.hf_key is not None
+    return weight.source.transform(source.get_rows(weight.hf_key, start, stop), cfg)
+
+
+def block_index(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    return (slice(None),) * axis + (slice(start, stop),)
+
+
+def vocab_mean(
+    weight: PlannedWeight, axis: int, cfg: HookedTransformerConfig, source: TensorSource
+) -> Tensor:
+    """Mean over the vocabulary of a row-chunkable weight, in float32, read block by block."""
+    assert weight.hf_key is not None
+    total: Tensor | None = None
+    for start, stop in row_blocks(source, weight.hf_key):
+        block_sum = load_block(weight, cfg, source, start, stop).float().sum(axis, keepdim=True)
+        total = block_sum if total is None else total + block_sum
+    assert total is not None
+    return total / source.shape(weight.hf_key)[0]
