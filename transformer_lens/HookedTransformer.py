@@ -24,6 +24,7 @@ from transformer_lens.components.transformer_block import TransformerBlock
 from transformer_lens.components.unembed import Unembed
 from transformer_lens.hook_points import HookedRootModule, HookPoint
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCache
 
 Logits = Float[Tensor, "batch pos d_vocab_out"]
 
@@ -93,20 +94,29 @@ class HookedTransformer(WeightPropertiesMixin, HookedRootModule):
         shortformer_pos_embed: Tensor | None = None,
         attention_mask: Tensor | None = None,
         stop_at_layer: int | None = None,
-        past_kv_cache: Any = None,
+        past_kv_cache: HookedTransformerKeyValueCache | None = None,
     ) -> Any:
         if return_type not in ("logits", "loss", "both", None):
             raise ValueError(
                 f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}"
             )
-        if past_kv_cache is not None:
-            raise NotImplementedError("past_kv_cache is not supported yet")
         inputs = prepare_inputs(
-            self, input, tokens, attention_mask, start_at_layer, prepend_bos, padding_side
+            self,
+            input,
+            tokens,
+            attention_mask,
+            start_at_layer,
+            prepend_bos,
+            padding_side,
+            past_kv_cache,
         )
         residual = inputs.residual if start_at_layer is not None else self._embed(inputs)
-        for block in self.blocks[start_at_layer:stop_at_layer]:
-            residual = block(residual, inputs.positions, inputs.key_padding_mask)
+        layers = range(self.cfg.n_layers)[start_at_layer:stop_at_layer]
+        for layer in layers:
+            entry = past_kv_cache[layer] if past_kv_cache is not None else None
+            residual = self.blocks[layer](
+                residual, inputs.positions, inputs.key_padding_mask, entry
+            )
         if stop_at_layer is not None:
             return residual
         residual = self.ln_final(residual)

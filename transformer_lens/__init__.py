@@ -7,6 +7,10 @@ from transformer_lens.FactoredMatrix import FactoredMatrix
 from transformer_lens.hook_points import HookedRootModule, HookPoint
 from transformer_lens.HookedTransformer import HookedTransformer
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.past_key_value_caching import (
+    HookedTransformerKeyValueCache,
+    HookedTransformerKeyValueCacheEntry,
+)
 
 __version__ = "3.0.0"
 
@@ -17,6 +21,8 @@ __all__ = [
     "HookedRootModule",
     "HookedTransformer",
     "HookedTransformerConfig",
+    "HookedTransformerKeyValueCache",
+    "HookedTransformerKeyValueCacheEntry",
     "__version__",
     "loading",
     "loading_from_pretrained",

@@ -120,8 +120,8 @@ class CacheAnalysisMixin(ComponentResultsMixin):
         Components: every head below `layer` ("L{l}H{h}", with mlp_input also the heads
         of block `layer`), every neuron ("L{l}N{n}", or "{l}_mlp_out" per block without
         expand_neurons), "embed", "pos_embed" (when added to the residual), and "bias":
-        b_O, and with expand_neurons b_out, summed over the blocks below. The components
-        sum to the residual. Models with post-norms (Gemma-2) have no such split and raise
+        `model.accumulated_bias(layer, mlp_input)`, without b_out when the MLPs come as
+        whole hook_mlp_out (which holds it). The components sum to the residual. Models with post-norms (Gemma-2) have no such split and raise
         ValueError.
         """
         cfg = self.model.cfg

@@ -10,6 +10,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from transformer_lens.HookedTransformer import HookedTransformer
+    from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCache
 
 
 class ModelInputs(NamedTuple):
@@ -28,6 +29,7 @@ def prepare_inputs(
     start_at_layer: int | None,
     prepend_bos: bool | None,
     padding_side: str | None,
+    past_kv_cache: HookedTransformerKeyValueCache | None = None,
 ) -> ModelInputs:
     residual = None
     if start_at_layer is not None:
@@ -55,6 +57,10 @@ def prepare_inputs(
         batch, pos = checked.shape
         device = checked.device
         tokens = checked
+    if past_kv_cache is not None:
+        return _with_cache(
+            tokens, residual, attention_mask, past_kv_cache, batch, pos, device, model
+        )
     if attention_mask is None:
         positions = torch.arange(pos, device=device)[None]
         return ModelInputs(tokens, residual, positions, None, None)
@@ -62,6 +68,29 @@ def prepare_inputs(
     # Positions count from each row's first real token, so left padding shifts nothing.
     positions = (attention_mask.cumsum(dim=-1) - 1).clamp(min=0)
     return ModelInputs(tokens, residual, positions, attention_mask.bool(), attention_mask)
+
+
+def _with_cache(
+    tokens: Tensor | None,
+    residual: Tensor | None,
+    attention_mask: Tensor | None,
+    cache: HookedTransformerKeyValueCache,
+    batch: int,
+    pos: int,
+    device: torch.device,
+    model: HookedTransformer,
+) -> ModelInputs:
+    """Positions and mask of new tokens that follow the cached ones."""
+    past = cache.length
+    if past + pos > model.cfg.n_ctx:
+        raise ValueError(f"{past} cached + {pos} new positions exceed n_ctx={model.cfg.n_ctx}")
+    if attention_mask is None:
+        attention_mask = torch.ones(batch, pos, dtype=torch.long, device=device)
+    new_mask = check_attention_mask(attention_mask, batch, pos).to(device)
+    full_mask = cache.append_attention_mask(new_mask)
+    positions = (full_mask.cumsum(dim=-1) - 1).clamp(min=0)[:, past:]
+    padding = full_mask.bool() if not bool(full_mask.all()) else None
+    return ModelInputs(tokens, residual, positions, padding, new_mask)
 
 
 def check_tokens(model: HookedTransformer, tokens: Any) -> Int[Tensor, "batch pos"]:

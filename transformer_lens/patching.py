@@ -14,7 +14,7 @@ pandas is optional: `index_df` takes any DataFrame-like object with `columns` an
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -58,53 +58,59 @@ def generic_activation_patch(
     the patched activation. The result holds `float(patching_metric(logits))` per index,
     on the model's device. return_index_df also returns the indices as a DataFrame.
     """
+    run = _PatchRun(
+        model, corrupted_tokens, clean_cache, patching_metric, patch_setter, activation_name
+    )
     if (index_axis_names is None) == (index_df is None):
         raise ValueError("Give exactly one of index_axis_names and index_df")
-    if index_df is not None:
-        axis_names = [str(column) for column in index_df.columns]
-        indices = [tuple(int(value) for value in row) for row in index_df.to_numpy()]
-        shape: list[int] = [len(indices)]
-    else:
-        assert index_axis_names is not None
-        axis_names = list(index_axis_names)
-        shape = [
-            _axis_size(axis, model, corrupted_tokens, clean_cache, activation_name)
-            for axis in axis_names
-        ]
-        indices = list(itertools.product(*(range(size) for size in shape)))
+    if index_axis_names is not None:
+        pandas = _pandas() if return_index_df else None
+        results, indices = _patch_grid(run, list(index_axis_names))
+        if pandas is None:
+            return results
+        return results, pandas.DataFrame(indices, columns=list(index_axis_names))
+    _check_layer_first([str(column) for column in index_df.columns])
+    indices = [tuple(int(value) for value in row) for row in index_df.to_numpy()]
+    results = _patch_each(run, indices)
+    return (results, index_df) if return_index_df else results
+
+
+class _PatchRun(NamedTuple):
+    model: Any
+    corrupted_tokens: Tensor
+    clean_cache: Any
+    metric: Metric
+    setter: PatchSetter
+    activation_name: str
+
+
+def _patch_grid(run: _PatchRun, axis_names: list[str]) -> tuple[Tensor, list[tuple[int, ...]]]:
+    """Patch every index of the product of the axes; results shaped like the axes."""
+    _check_layer_first(axis_names)
+    shape = [_axis_size(axis, run) for axis in axis_names]
+    indices = list(itertools.product(*(range(size) for size in shape)))
+    return _patch_each(run, indices).reshape(shape), indices
+
+
+def _check_layer_first(axis_names: list[str]) -> None:
     if not axis_names or axis_names[0] != "layer":
         raise ValueError(f"The first index axis must be 'layer'; got {axis_names}")
-    values = [
-        _patched_metric(
-            model,
-            corrupted_tokens,
-            clean_cache,
-            patching_metric,
-            patch_setter,
-            activation_name,
-            index,
-        )
-        for index in indices
-    ]
-    device = getattr(model.cfg, "device", None)
-    results = torch.tensor(values, dtype=torch.float32, device=device).reshape(shape)
-    if not return_index_df:
-        return results
-    if index_df is None:
-        index_df = _pandas().DataFrame(indices, columns=axis_names)
-    return results, index_df
 
 
-def _axis_size(
-    axis: str, model: Any, corrupted_tokens: Tensor, clean_cache: Any, activation_name: str
-) -> int:
+def _patch_each(run: _PatchRun, indices: list[tuple[int, ...]]) -> Float[Tensor, " index"]:
+    values = [_patched_metric(run, index) for index in indices]
+    device = getattr(run.model.cfg, "device", None)
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def _axis_size(axis: str, run: _PatchRun) -> int:
     if axis == "layer":
-        return int(model.cfg.n_layers)
+        return int(run.model.cfg.n_layers)
     if axis in _POSITION_AXES:
-        return int(corrupted_tokens.shape[-1])
+        return int(run.corrupted_tokens.shape[-1])
     if axis in _HEAD_AXES:
-        activation = clean_cache[get_act_name(activation_name, 0)]
-        return int(activation.shape[_head_axis(get_act_name(activation_name, 0))])
+        hook_name = get_act_name(run.activation_name, 0)
+        return int(run.clean_cache[hook_name].shape[_head_axis(hook_name)])
     raise ValueError(
         f"Unknown index axis {axis!r}; expected 'layer', one of {_POSITION_AXES} or "
         f"one of {_HEAD_AXES}"
@@ -117,18 +123,10 @@ def _head_axis(hook_name: str) -> int:
     return 1 if hook_name.endswith(("hook_pattern", "hook_attn_scores")) else 2
 
 
-def _patched_metric(
-    model: Any,
-    corrupted_tokens: Tensor,
-    clean_cache: Any,
-    patching_metric: Metric,
-    patch_setter: PatchSetter,
-    activation_name: str,
-    index: tuple[int, ...],
-) -> float:
+def _patched_metric(run: _PatchRun, index: tuple[int, ...]) -> float:
     layer, *rest = index
-    hook_name = get_act_name(activation_name, layer)
-    clean = clean_cache[hook_name]
+    hook_name = get_act_name(run.activation_name, layer)
+    clean = run.clean_cache[hook_name]
     fired = []
 
     def patch(activation: Tensor, hook: HookPoint) -> Tensor:
@@ -138,13 +136,13 @@ def _patched_metric(
                 f"clean cache {tuple(clean.shape)}; patching needs equal batch and length"
             )
         fired.append(True)
-        return patch_setter(activation.clone(), rest, clean.to(activation.device))
+        return run.setter(activation.clone(), rest, clean.to(activation.device))
 
     with torch.no_grad():
-        logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[(hook_name, patch)])
+        logits = run.model.run_with_hooks(run.corrupted_tokens, fwd_hooks=[(hook_name, patch)])
     if not fired:
         raise ValueError(f"{hook_name} never fired, so nothing was patched")
-    return float(patching_metric(logits))
+    return float(run.metric(logits))
 
 
 def _pandas() -> Any:
@@ -240,83 +238,63 @@ def _specialise(
         clean_cache: Any,
         patching_metric: Metric,
     ) -> Tensor:
-        result = generic_activation_patch(
-            model,
-            corrupted_tokens,
-            clean_cache,
-            patching_metric,
-            patch_setter,
-            activation_name,
-            index_axis_names,
+        run = _PatchRun(
+            model, corrupted_tokens, clean_cache, patching_metric, patch_setter, activation_name
         )
-        assert isinstance(result, Tensor)
-        return result
+        return _patch_grid(run, list(index_axis_names))[0]
 
     patch.__name__ = patch.__qualname__ = name
     patch.__doc__ = doc
     return patch
 
 
-_KV = (
-    " Head axis = kv_head_index (n_key_value_heads) for k/v on grouped models; n_heads on "
-    "multi-head or ungrouped models."
-)
+def _per_position(activation_name: str) -> PatchFunction:
+    return _specialise(
+        f"get_act_patch_{activation_name}",
+        activation_name,
+        layer_pos_patch_setter,
+        ("layer", "pos"),
+        f"Patch hook_{activation_name} at each (layer, pos): result [layer, pos].",
+    )
 
-get_act_patch_resid_pre = _specialise(
-    "get_act_patch_resid_pre",
-    "resid_pre",
-    layer_pos_patch_setter,
-    ("layer", "pos"),
-    "Patch hook_resid_pre at each (layer, pos): result [layer, pos].",
-)
-get_act_patch_resid_mid = _specialise(
-    "get_act_patch_resid_mid",
-    "resid_mid",
-    layer_pos_patch_setter,
-    ("layer", "pos"),
-    "Patch hook_resid_mid at each (layer, pos): result [layer, pos].",
-)
-get_act_patch_attn_out = _specialise(
-    "get_act_patch_attn_out",
-    "attn_out",
-    layer_pos_patch_setter,
-    ("layer", "pos"),
-    "Patch hook_attn_out at each (layer, pos): result [layer, pos].",
-)
-get_act_patch_mlp_out = _specialise(
-    "get_act_patch_mlp_out",
-    "mlp_out",
-    layer_pos_patch_setter,
-    ("layer", "pos"),
-    "Patch hook_mlp_out at each (layer, pos): result [layer, pos].",
-)
-get_act_patch_attn_head_out_by_pos = _specialise(
-    "get_act_patch_attn_head_out_by_pos",
-    "z",
-    layer_pos_head_vector_patch_setter,
-    ("layer", "pos", "head_index"),
-    "Patch hook_z of each query head at each position: result [layer, pos, head_index].",
-)
-get_act_patch_attn_head_q_by_pos = _specialise(
-    "get_act_patch_attn_head_q_by_pos",
-    "q",
-    layer_pos_head_vector_patch_setter,
-    ("layer", "pos", "head_index"),
-    "Patch hook_q of each query head at each position: result [layer, pos, head_index].",
-)
-get_act_patch_attn_head_k_by_pos = _specialise(
-    "get_act_patch_attn_head_k_by_pos",
-    "k",
-    layer_pos_head_vector_patch_setter,
-    ("layer", "pos", "kv_head_index"),
-    "Patch hook_k of each key head at each position: result [layer, pos, kv_head_index]." + _KV,
-)
-get_act_patch_attn_head_v_by_pos = _specialise(
-    "get_act_patch_attn_head_v_by_pos",
-    "v",
-    layer_pos_head_vector_patch_setter,
-    ("layer", "pos", "kv_head_index"),
-    "Patch hook_v of each value head at each position: result [layer, pos, kv_head_index]." + _KV,
+
+def _per_head(part: str, by_pos: bool) -> PatchFunction:
+    """Patch z ("out"), q, k or v per head, at each position or at all positions at once."""
+    activation_name = "z" if part == "out" else part
+    head_axis = "kv_head_index" if part in ("k", "v") else "head_index"
+    axes = ("layer", "pos", head_axis) if by_pos else ("layer", head_axis)
+    where = "at each position" if by_pos else "at every position at once"
+    doc = f"Patch hook_{activation_name} of each head {where}: result [{', '.join(axes)}]."
+    if part in ("k", "v"):
+        doc += (
+            " Head axis = kv_head_index (n_key_value_heads) for k/v on grouped models; "
+            "n_heads on multi-head or ungrouped models."
+        )
+    setter = layer_pos_head_vector_patch_setter if by_pos else layer_head_vector_patch_setter
+    suffix = "by_pos" if by_pos else "all_pos"
+    return _specialise(
+        f"get_act_patch_attn_head_{part}_{suffix}", activation_name, setter, axes, doc
+    )
+
+
+get_act_patch_resid_pre = _per_position("resid_pre")
+get_act_patch_resid_mid = _per_position("resid_mid")
+get_act_patch_attn_out = _per_position("attn_out")
+get_act_patch_mlp_out = _per_position("mlp_out")
+get_act_patch_attn_head_out_by_pos = _per_head("out", by_pos=True)
+get_act_patch_attn_head_q_by_pos = _per_head("q", by_pos=True)
+get_act_patch_attn_head_k_by_pos = _per_head("k", by_pos=True)
+get_act_patch_attn_head_v_by_pos = _per_head("v", by_pos=True)
+get_act_patch_attn_head_out_all_pos = _per_head("out", by_pos=False)
+get_act_patch_attn_head_q_all_pos = _per_head("q", by_pos=False)
+get_act_patch_attn_head_k_all_pos = _per_head("k", by_pos=False)
+get_act_patch_attn_head_v_all_pos = _per_head("v", by_pos=False)
+get_act_patch_attn_head_pattern_all_pos = _specialise(
+    "get_act_patch_attn_head_pattern_all_pos",
+    "pattern",
+    layer_head_pattern_patch_setter,
+    ("layer", "head_index"),
+    "Patch each head's whole attention pattern: result [layer, head_index].",
 )
 get_act_patch_attn_head_pattern_by_pos = _specialise(
     "get_act_patch_attn_head_pattern_by_pos",
@@ -332,41 +310,6 @@ get_act_patch_attn_head_pattern_dest_src_pos = _specialise(
     layer_head_dest_src_pos_pattern_patch_setter,
     ("layer", "head_index", "dest_pos", "src_pos"),
     "Patch each single attention weight: result [layer, head_index, dest_pos, src_pos].",
-)
-get_act_patch_attn_head_out_all_pos = _specialise(
-    "get_act_patch_attn_head_out_all_pos",
-    "z",
-    layer_head_vector_patch_setter,
-    ("layer", "head_index"),
-    "Patch hook_z of each query head at every position: result [layer, head_index].",
-)
-get_act_patch_attn_head_q_all_pos = _specialise(
-    "get_act_patch_attn_head_q_all_pos",
-    "q",
-    layer_head_vector_patch_setter,
-    ("layer", "head_index"),
-    "Patch hook_q of each query head at every position: result [layer, head_index].",
-)
-get_act_patch_attn_head_k_all_pos = _specialise(
-    "get_act_patch_attn_head_k_all_pos",
-    "k",
-    layer_head_vector_patch_setter,
-    ("layer", "kv_head_index"),
-    "Patch hook_k of each key head at every position: result [layer, kv_head_index]." + _KV,
-)
-get_act_patch_attn_head_v_all_pos = _specialise(
-    "get_act_patch_attn_head_v_all_pos",
-    "v",
-    layer_head_vector_patch_setter,
-    ("layer", "kv_head_index"),
-    "Patch hook_v of each value head at every position: result [layer, kv_head_index]." + _KV,
-)
-get_act_patch_attn_head_pattern_all_pos = _specialise(
-    "get_act_patch_attn_head_pattern_all_pos",
-    "pattern",
-    layer_head_pattern_patch_setter,
-    ("layer", "head_index"),
-    "Patch each head's whole attention pattern: result [layer, head_index].",
 )
 
 

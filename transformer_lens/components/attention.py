@@ -38,6 +38,7 @@ from transformer_lens.components.rotary import apply_rotary, rotary_tables
 from transformer_lens.FactoredMatrix import FactoredMatrix
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCacheEntry
 
 # Shared by every head, or one copy per head; the three inputs may differ in head count.
 QueryInput = (
@@ -199,6 +200,7 @@ class Attention(nn.Module):
         value_input: ValueInput,
         positions: Int[Tensor, "batch_or_1 pos"],
         key_padding_mask: Bool[Tensor, "batch key_pos"] | None = None,
+        past_kv_cache_entry: HookedTransformerKeyValueCacheEntry | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
         W_K, b_K, W_V, b_V = self.stored_key_value()
         q = self.hook_q(self._project(query_input, self.W_Q, self.b_Q))
@@ -214,6 +216,8 @@ class Attention(nn.Module):
             k = self.hook_rot_k(
                 apply_rotary(k, self.rotary_sin, self.rotary_cos, positions, adjacent)
             )
+        if past_kv_cache_entry is not None:
+            k, v = past_kv_cache_entry.append(k, v)
         scores = self.hook_attn_scores(self._masked_scores(q, k, key_padding_mask))
         pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         if key_padding_mask is not None:

@@ -18,6 +18,7 @@ from transformer_lens.components.mlps.mlp import MLP
 from transformer_lens.components.norms import make_norm, make_post_norm
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCacheEntry
 
 Residual = Float[Tensor, "batch pos d_model"]
 
@@ -59,10 +60,13 @@ class TransformerBlock(nn.Module):
         resid_pre: Residual,
         positions: Int[Tensor, "batch_or_1 pos"],
         key_padding_mask: Bool[Tensor, "batch key_pos"] | None = None,
+        past_kv_cache_entry: HookedTransformerKeyValueCacheEntry | None = None,
     ) -> Residual:
         resid_pre = self.hook_resid_pre(resid_pre)
         query_input, key_input, value_input = self._attention_inputs(resid_pre)
-        attn_out = self.attn(query_input, key_input, value_input, positions, key_padding_mask)
+        attn_out = self.attn(
+            query_input, key_input, value_input, positions, key_padding_mask, past_kv_cache_entry
+        )
         if self.cfg.use_normalization_before_and_after:
             attn_out = self.ln1_post(attn_out)
         attn_out = self.hook_attn_out(attn_out)

@@ -2,7 +2,8 @@
 attention scores and the logits, scores scaled by query_pre_attn_scalar rather than d_head,
 and sliding-window attention on alternate layers (layer 0 slides, as in HF's layer_types).
 
-The layer-type readers here are shared with the Gemma-3 and Qwen3 adapters."""
+The layer-type readers here serve Gemma-3 too. Unlike llama_like.attention_types they refuse
+a config without layer_types: guessing from max_window_layers would make no Gemma layer slide."""
 
 import math
 from typing import Any

@@ -46,7 +46,7 @@ _ROPE_SCALING: dict[str, dict[str, str]] = {
     },
     "linear": {"factor": "rotary_linear_scaling_factor"},
 }
-# HF's layer_types (transformers >= 4.53) -> our attn_types entries.
+# HF's layer_types (recent transformers; older configs only have max_window_layers) -> ours.
 _ATTENTION_TYPES = {"full_attention": "global", "sliding_attention": "local"}
 
 

@@ -1,0 +1,151 @@
+"""Key/value cache for incremental decoding.
+
+Each layer's entry keeps the keys and values of the positions seen so far, with as many
+heads as the model's hook_k/hook_v have (n_key_value_heads under grouped attention, or
+n_heads when ungrouped), in the model's dtype. Keys are stored AFTER rotary, as Hugging
+Face stores them: each position is rotated once, with its own position, when it is first
+seen (classic TransformerLens stored them before rotary and re-rotated every step).
+Storage grows by doubling, so appending a token copies nothing already cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+
+KeysOrValues = Float[Tensor, "batch pos kv_head_index d_head"]
+
+
+@dataclass
+class HookedTransformerKeyValueCacheEntry:
+    """The cached keys and values of one layer."""
+
+    past_keys: KeysOrValues
+    past_values: KeysOrValues
+    frozen: bool = False
+    _length: int = field(default=0, repr=False)
+
+    @classmethod
+    def init_cache_entry(
+        cls,
+        cfg: HookedTransformerConfig,
+        device: torch.device | str | None,
+        batch_size: int = 1,
+    ) -> HookedTransformerKeyValueCacheEntry:
+        heads = cfg.n_key_value_heads or cfg.n_heads
+        if cfg.ungroup_grouped_query_attention:
+            heads = cfg.n_heads
+        empty = torch.empty(batch_size, 0, heads, cfg.d_head, dtype=cfg.dtype, device=device)
+        return cls(empty, empty.clone())
+
+    @property
+    def length(self) -> int:
+        return self.past_keys.shape[1]
+
+    def append(
+        self, new_keys: KeysOrValues, new_values: KeysOrValues
+    ) -> tuple[KeysOrValues, KeysOrValues]:
+        """Keys and values of all positions so far (past + new); stored unless frozen."""
+        self._check_compatible(new_keys, new_values)
+        if self.frozen:
+            return (
+                torch.cat([self.past_keys, new_keys], dim=1),
+                torch.cat([self.past_values, new_values], dim=1),
+            )
+        self._keys_buffer = _grow(getattr(self, "_keys_buffer", None), self.past_keys, new_keys)
+        self._values_buffer = _grow(
+            getattr(self, "_values_buffer", None), self.past_values, new_values
+        )
+        total = self.length + new_keys.shape[1]
+        self._keys_buffer[:, self.length : total] = new_keys
+        self._values_buffer[:, self.length : total] = new_values
+        self.past_keys = self._keys_buffer[:, :total]
+        self.past_values = self._values_buffer[:, :total]
+        return self.past_keys, self.past_values
+
+    def _check_compatible(self, keys: Tensor, values: Tensor) -> None:
+        expected = (self.past_keys.shape[0], self.past_keys.shape[2], self.past_keys.shape[3])
+        for name, tensor in (("keys", keys), ("values", values)):
+            got = (tensor.shape[0], tensor.shape[2], tensor.shape[3])
+            if got != expected:
+                raise ValueError(
+                    f"New {name} [batch, pos, heads, d_head] = {tuple(tensor.shape)} do not fit a "
+                    f"cache of [batch, _, heads, d_head] = {expected}; was the cache built for "
+                    "another batch size, or before (un)grouping the attention?"
+                )
+
+
+def _grow(buffer: Tensor | None, current: Tensor, new: Tensor) -> Tensor:
+    """A buffer with room for current + new positions, holding current's contents."""
+    needed = current.shape[1] + new.shape[1]
+    if buffer is not None and buffer.shape[1] >= needed and current.data_ptr() == buffer.data_ptr():
+        return buffer
+    capacity = max(needed, 2 * current.shape[1], 16)
+    grown = torch.empty(
+        current.shape[0], capacity, *current.shape[2:], dtype=new.dtype, device=new.device
+    )
+    grown[:, : current.shape[1]] = current
+    return grown
+
+
+@dataclass
+class HookedTransformerKeyValueCache:
+    """One entry per layer, plus the attention mask of every position seen so far."""
+
+    entries: list[HookedTransformerKeyValueCacheEntry]
+    previous_attention_mask: Int[Tensor, "batch pos_so_far"]
+    frozen: bool = False
+
+    @classmethod
+    def init_cache(
+        cls,
+        cfg: HookedTransformerConfig,
+        device: torch.device | str | None,
+        batch_size: int = 1,
+    ) -> HookedTransformerKeyValueCache:
+        entries = [
+            HookedTransformerKeyValueCacheEntry.init_cache_entry(cfg, device, batch_size)
+            for _ in range(cfg.n_layers)
+        ]
+        mask = torch.empty(batch_size, 0, dtype=torch.long, device=device)
+        return cls(entries, mask)
+
+    def freeze(self) -> None:
+        """Later forwards read the cache but do not extend it."""
+        self.frozen = True
+        for entry in self.entries:
+            entry.frozen = True
+
+    def unfreeze(self) -> None:
+        self.frozen = False
+        for entry in self.entries:
+            entry.frozen = False
+
+    @property
+    def length(self) -> int:
+        return self.previous_attention_mask.shape[1]
+
+    def append_attention_mask(
+        self, attention_mask: Int[Tensor, "batch new_pos"]
+    ) -> Int[Tensor, "batch total_pos"]:
+        """The mask of past + new positions; stored unless frozen."""
+        if attention_mask.shape[0] != self.previous_attention_mask.shape[0]:
+            raise ValueError(
+                f"attention_mask has batch {attention_mask.shape[0]} but the cache was built "
+                f"for batch {self.previous_attention_mask.shape[0]}"
+            )
+        full = torch.cat([self.previous_attention_mask, attention_mask.long()], dim=1)
+        if not self.frozen:
+            self.previous_attention_mask = full
+        return full
+
+    def __getitem__(self, layer: int) -> HookedTransformerKeyValueCacheEntry:
+        return self.entries[layer]
+
+    def __len__(self) -> int:
+        return len(self.entries)
