@@ -1,5 +1,7 @@
 """Test helpers: tiny HF configs and a closeness check that says where it failed."""
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -41,3 +43,14 @@ def assert_close(actual: Tensor, expected: Tensor, atol: float, what: str = "") 
     if not worst <= atol:
         index = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
         raise AssertionError(f"{what}: max abs diff {worst:.3e} > {atol:.1e} at index {index}")
+
+
+def bfloat16_like_from_pretrained(model: torch.nn.Module) -> torch.nn.Module:
+    """A bfloat16 copy whose rotary inverse frequencies stay float32, as HF keeps them."""
+    copied = copy.deepcopy(model)
+    frequencies = {n: b for n, b in copied.named_buffers() if "inv_freq" in n}
+    copied.to(torch.bfloat16)
+    for name, buffer in frequencies.items():
+        owner = copied.get_submodule(name.rsplit(".", 1)[0])
+        setattr(owner, name.rsplit(".", 1)[1], buffer)
+    return copied

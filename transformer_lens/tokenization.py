@@ -1,20 +1,38 @@
-"""Tokenizer glue: attach a Hugging Face tokenizer and turn text into token tensors."""
+"""Tokenizer glue: attach a Hugging Face tokenizer, turn text into token ids and back.
+
+BOS is handled here, never by the tokenizer: text is encoded without special tokens and
+BOS is prepended once when asked for. So a tokenizer that adds BOS itself (Gemma, Llama)
+and one that does not (GPT-2) give the same tokens, text that already starts with BOS
+never gets a second one, and prepend_bos=False never leaves a tokenizer-added BOS.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from transformer_lens.HookedTransformer import HookedTransformer
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+
+PADDING_SIDES = ("left", "right")
+TokenIds = Tensor | np.ndarray | list[int] | list[list[int]] | int
 
 
-def attach_tokenizer(model: HookedTransformer, tokenizer: Any, default_padding_side: str) -> None:
-    if default_padding_side not in ("left", "right"):
-        raise ValueError(f"padding side must be 'left' or 'right', got {default_padding_side!r}")
+class TokenizerOwner(Protocol):
+    """What these helpers need from a model."""
+
+    cfg: HookedTransformerConfig
+    tokenizer: Any
+    default_padding_side: str
+
+
+def attach_tokenizer(model: TokenizerOwner, tokenizer: Any, default_padding_side: str) -> None:
+    """Attach `tokenizer`, filling in missing special tokens as classic TransformerLens does:
+    eos defaults to "<|endoftext|>", pad and bos to eos."""
+    check_padding_side(default_padding_side)
     if tokenizer.eos_token is None:
         tokenizer.eos_token = "<|endoftext|>"
     if tokenizer.pad_token is None:
@@ -24,33 +42,73 @@ def attach_tokenizer(model: HookedTransformer, tokenizer: Any, default_padding_s
     tokenizer.padding_side = default_padding_side
     model.tokenizer = tokenizer
     model.default_padding_side = default_padding_side
+    # Informational only: to_tokens adds BOS itself, whatever the tokenizer does.
     model.cfg.tokenizer_prepends_bos = len(tokenizer.encode("")) > 0
     if model.cfg.d_vocab == -1:
-        model.cfg.d_vocab = max(tokenizer.vocab.values()) + 1
+        model.cfg.d_vocab = max(tokenizer.get_vocab().values()) + 1
         if model.cfg.d_vocab_out == -1:
             model.cfg.d_vocab_out = model.cfg.d_vocab
 
 
+def require_tokenizer(model: TokenizerOwner, purpose: str) -> Any:
+    if model.tokenizer is None:
+        raise ValueError(
+            f"{purpose} needs a tokenizer, and this model has none; pass token ids instead, "
+            "or call model.set_tokenizer(tokenizer)"
+        )
+    return model.tokenizer
+
+
+def check_padding_side(side: str) -> str:
+    if side not in PADDING_SIDES:
+        raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+    return side
+
+
 def to_tokens(
-    model: HookedTransformer,
+    model: TokenizerOwner,
     text: str | list[str],
     prepend_bos: bool | None,
     padding_side: str | None,
     truncate: bool = True,
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
-    """Tokens and attention mask. BOS is added exactly once when asked for: never a second
-    one when the tokenizer adds it itself or the text already starts with it."""
-    tokenizer = model.tokenizer
-    if tokenizer is None:
-        raise ValueError("This model has no tokenizer; pass token ids instead of text")
+    """Tokens and attention mask (1 = real token) of a text or a batch of texts, on the CPU."""
+    tokenizer = require_tokenizer(model, "Text input")
     prepend_bos = model.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
-    side = model.default_padding_side if padding_side is None else padding_side
-    texts = [text] if isinstance(text, str) else list(text)
-    rows = [_encode(tokenizer, t, prepend_bos) for t in texts]
+    side = check_padding_side(model.default_padding_side if padding_side is None else padding_side)
+    texts = _as_texts(text)
+    rows = encode(tokenizer, texts, prepend_bos)
     if truncate:
         rows = [row[: model.cfg.n_ctx] for row in rows]
+    return pad_rows(rows, tokenizer.pad_token_id, side)
+
+
+def _as_texts(text: Any) -> list[str]:
+    if isinstance(text, str):
+        return [text]
+    if isinstance(text, list | tuple) and text and all(isinstance(t, str) for t in text):
+        return list(text)
+    raise TypeError(f"Expected a str or a non-empty list of str, got {_describe(text)}")
+
+
+def encode(tokenizer: Any, texts: list[str], prepend_bos: bool) -> list[list[int]]:
+    """Token ids of each text, with exactly one BOS in front when prepend_bos is set."""
+    rows = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if not prepend_bos or bos is None:
+        return [list(row) for row in rows]
+    return [list(row) if row and row[0] == bos else [bos, *row] for row in rows]
+
+
+def pad_rows(
+    rows: list[list[int]], pad_token_id: int | None, side: str
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
     length = max(len(row) for row in rows)
-    tokens = torch.full((len(rows), length), tokenizer.pad_token_id, dtype=torch.long)
+    if length == 0:
+        raise ValueError("Every text encodes to zero tokens; nothing to return")
+    if pad_token_id is None and any(len(row) < length for row in rows):
+        raise ValueError("These texts need padding, but the tokenizer has no pad token id")
+    tokens = torch.full((len(rows), length), pad_token_id or 0, dtype=torch.long)
     mask = torch.zeros((len(rows), length), dtype=torch.long)
     for i, row in enumerate(rows):
         span = slice(length - len(row), length) if side == "left" else slice(0, len(row))
@@ -59,9 +117,72 @@ def to_tokens(
     return tokens, mask
 
 
-def _encode(tokenizer: Any, text: str, prepend_bos: bool) -> list[int]:
-    ids = list(tokenizer.encode(text, add_special_tokens=False))
-    bos = tokenizer.bos_token_id
-    if prepend_bos and bos is not None and (not ids or ids[0] != bos):
-        ids = [bos, *ids]
+def to_string(tokenizer: Any, tokens: TokenIds) -> str | list[str]:
+    """Decode token ids: a str for a single token or a [pos] sequence, a list for [batch, pos]."""
+    ids = _to_id_array(tokens)
+    if ids.ndim == 2:
+        return [_decode(tokenizer, row.tolist()) for row in ids]
+    return _decode(tokenizer, np.atleast_1d(ids).tolist())
+
+
+def _decode(tokenizer: Any, ids: list[int]) -> str:
+    return tokenizer.decode(ids, clean_up_tokenization_spaces=False)
+
+
+def str_tokens(tokenizer: Any, tokens: TokenIds) -> list[str]:
+    """Each token of a [pos] or [1, pos] sequence (or a single id) decoded on its own."""
+    ids = _to_id_array(tokens)
+    if ids.ndim == 2:
+        if ids.shape[0] != 1:
+            raise ValueError(
+                f"to_str_tokens takes one sequence, [pos] or [1, pos]; got shape {ids.shape}"
+            )
+        ids = ids[0]
+    return [_decode(tokenizer, [token]) for token in np.atleast_1d(ids).tolist()]
+
+
+def _to_id_array(tokens: TokenIds) -> np.ndarray:
+    if isinstance(tokens, Tensor):
+        tokens = tokens.detach().cpu().numpy()
+    ids = np.asarray(tokens)
+    if ids.size == 0:
+        return ids.astype(np.int64)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"Expected integer token ids, got {_describe(tokens)}")
+    if ids.ndim > 2:
+        raise ValueError(f"Expected token ids of rank <= 2, got shape {ids.shape}")
     return ids
+
+
+def single_token(model: TokenizerOwner, text: str) -> int:
+    """The id of `text`, which must encode to exactly one token (no BOS added)."""
+    if not isinstance(text, str):
+        raise TypeError(f"to_single_token takes a str, got {_describe(text)}")
+    tokenizer = require_tokenizer(model, "to_single_token")
+    (ids,) = encode(tokenizer, [text], prepend_bos=False)
+    if len(ids) != 1:
+        pieces = [_decode(tokenizer, [token]) for token in ids]
+        raise ValueError(f"{text!r} is {len(ids)} tokens, not one: {pieces}")
+    return ids[0]
+
+
+def token_position(
+    tokens: Int[Tensor, "batch pos"], token: int, mode: str
+) -> int:
+    """First or last position of `token` in a batch-1 sequence."""
+    if mode not in ("first", "last"):
+        raise ValueError(f"mode must be 'first' or 'last', got {mode!r}")
+    if tokens.shape[0] != 1:
+        raise ValueError(f"Expected a single sequence, [pos] or [1, pos]; got {tuple(tokens.shape)}")
+    positions = (tokens[0] == token).nonzero()[:, 0]
+    if len(positions) == 0:
+        raise ValueError(f"Token {token} does not occur in the input {tokens[0].tolist()}")
+    return int(positions[0] if mode == "first" else positions[-1])
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor | np.ndarray):
+        return f"{type(value).__name__} of dtype {value.dtype} and shape {tuple(value.shape)}"
+    if isinstance(value, list | tuple) and value:
+        return f"{type(value).__name__} of {type(value[0]).__name__}"
+    return type(value).__name__

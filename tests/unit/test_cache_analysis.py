@@ -281,3 +281,27 @@ def test_attn_only_model_decompositions():
         cache.stack_neuron_results(-1)
     with pytest.raises(ValueError, match="incl_mid"):
         cache.accumulated_resid(incl_mid=True)
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"parallel_attn_mlp": True}, {"positional_embedding_type": "shortformer"}]
+)
+def test_decompositions_sum_on_parallel_and_shortformer_models(overrides):
+    # Parallel blocks: the MLP reads resid_pre. Shortformer: hook_pos_embed is not added.
+    model = build("gpt2_like", **overrides)
+    _, cache = model.run_with_cache(tokens(BATCH, POS))
+    for layer, mlp_input in POINTS:
+        expected = residual(cache, layer, mlp_input and "parallel_attn_mlp" not in overrides)
+        for stack in (
+            cache.decompose_resid(layer, mlp_input),
+            cache.get_full_resid_decomposition(layer, mlp_input),
+            cache.get_full_resid_decomposition(layer, mlp_input, expand_neurons=False),
+        ):
+            assert_close(stack.sum(0), expected, ATOL, f"{overrides} at {layer}, {mlp_input}")
+
+
+def test_apply_ln_does_not_centre_for_an_rms_final_norm():
+    model = build("gpt2_like", processed=True, final_rms=True)
+    _, cache = model.run_with_cache(tokens(BATCH, POS))
+    final = cache.apply_ln_to_stack(cache["resid_post", -1][None])[0]
+    assert_close(final, cache["ln_final.hook_normalized"], ATOL, "final_rms")

@@ -69,6 +69,14 @@ def hf(*keys: str, transform: Transform | None = None) -> WeightSource:
     return WeightSource(keys, transform if transform is not None else unchanged)
 
 
+def optional(
+    *keys: str, transform: Transform | None = None, otherwise: WeightSource
+) -> WeightSource:
+    """The first present HF key through `transform`, or `otherwise`'s builder when the
+    checkpoint has none of them (a bias that only some configurations carry)."""
+    return WeightSource(keys, transform if transform is not None else unchanged, otherwise.build)
+
+
 # ----- named transforms: HF tensor -> our tensor ----------------------------------------
 def unchanged(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     return weight

@@ -91,7 +91,7 @@ def plan_state_dict(
             ours = template.format(i=layer) if layer is not None else template
             hf_keys = [key.format(i=layer) for key in source.hf_keys]
             present = [key for key in hf_keys if key in available_keys]
-            if hf_keys and not present:
+            if hf_keys and not present and source.build is None:
                 missing.append(" | ".join(hf_keys))
                 continue
             hf_key = present[0] if present else None

@@ -122,8 +122,10 @@ def get_pretrained_model_config(
         device=device,
         n_devices=n_devices,
         dtype=resolve_dtype(dtype),
-        default_prepend_bos=True if default_prepend_bos is None else default_prepend_bos,
     )
+    if default_prepend_bos is not None:  # else the family's default (Qwen: False), else True
+        fields["default_prepend_bos"] = default_prepend_bos
+    fields.setdefault("default_prepend_bos", True)
     if fold_ln:
         norm = fields.get("normalization_type")
         fields["normalization_type"] = {"LN": "LNPre", "RMS": "RMSPre"}.get(norm or "", norm)
@@ -133,6 +135,8 @@ def get_pretrained_model_config(
                 f"first_n_layers must be in [1, {fields['n_layers']}], got {first_n_layers}"
             )
         fields["n_layers"] = first_n_layers
+        if fields.get("attn_types") is not None:
+            fields["attn_types"] = fields["attn_types"][:first_n_layers]
     if n_ctx is not None:
         if n_ctx > fields["n_ctx"]:
             warnings.warn(

@@ -6,18 +6,15 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained.adapter import (
     Adapter,
-    Transform,
     WeightSource,
     head_bias,
     heads_in,
     heads_out,
     hf,
+    optional,
     transposed,
     zeros,
 )
@@ -159,27 +156,13 @@ def has_local_layers(layer_types: Callable[[Any], list[str] | None]) -> Callable
 
 
 # ----- weight sources --------------------------------------------------------------------
-def _bias_or_zeros(n_heads_field: str | None) -> Transform:
-    """A projection's bias, or zeros shaped like it when the checkpoint has none: then the
-    source falls back to the projection's weight (2-D), whose output size the bias has."""
-    split_heads = head_bias(n_heads_field) if n_heads_field is not None else None
-
-    def transform(tensor: Tensor, cfg: HookedTransformerConfig) -> Tensor:
-        bias = tensor
-        if tensor.ndim == 2:
-            bias = torch.zeros(tensor.shape[0], dtype=tensor.dtype, device=tensor.device)
-        return bias if split_heads is None else split_heads(bias, cfg)
-
-    transform.__name__ = f"bias_or_zeros({n_heads_field})"
-    return transform
-
-
 def optional_bias(projection: str, n_heads_field: str | None = None) -> WeightSource:
     """`{projection}.bias` when the checkpoint has it (attention_bias=True), else zeros."""
-    return hf(
-        f"{ATTENTION}.{projection}.bias",
-        f"{ATTENTION}.{projection}.weight",
-        transform=_bias_or_zeros(n_heads_field),
+    key = f"{ATTENTION}.{projection}.bias"
+    if n_heads_field is None:
+        return optional(key, otherwise=zeros("d_model"))
+    return optional(
+        key, transform=head_bias(n_heads_field), otherwise=zeros(n_heads_field, "d_head")
     )
 
 

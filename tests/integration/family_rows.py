@@ -1,0 +1,107 @@
+"""The family test matrix: one row per model family. A new family is one adapter file
+plus one row here. Each row builds tiny random HF models (eager attention, float32) in the
+attention variants the family allows: multi-head, grouped and multi-query."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tests.helpers import randomize_norms
+
+VOCAB = 101
+
+
+@dataclass(frozen=True)
+class FamilyRow:
+    name: str
+    official_name: str  # loaded with hf_model=, so the name only labels the model
+    build_config: Callable[..., Any]
+    model_class: str
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # max |logit diff| against HF in bfloat16 (0.0: bit for bit); None: no bfloat16 row
+    bf16_tolerance: float | None = None
+
+
+def _config(class_name: str, **fields: Any) -> Any:
+    import transformers
+
+    return getattr(transformers, class_name)(**fields)
+
+
+def llama_like(class_name: str, **extra: Any) -> Callable[..., Any]:
+    def build(**variant: Any) -> Any:
+        fields = dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=8,
+            max_position_embeddings=64,
+            attn_implementation="eager",
+        )
+        fields.update(extra)
+        fields.update(variant)
+        return _config(class_name, **fields)
+
+    return build
+
+
+GROUPED = {"mha": {"num_key_value_heads": 8}, "gqa": {"num_key_value_heads": 2}, "mqa": {"num_key_value_heads": 1}}  # fmt: skip
+
+ROWS = [
+    FamilyRow(
+        "gpt2",
+        "gpt2",
+        lambda **v: _config("GPT2Config", vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64, attn_implementation="eager", **v),
+        "GPT2LMHeadModel",
+        {"mha": {}},
+    ),
+    FamilyRow(
+        "neox",
+        "EleutherAI/pythia-70m",
+        lambda **v: _config("GPTNeoXConfig", vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=64, rotary_pct=0.25, attn_implementation="eager", **v),
+        "GPTNeoXForCausalLM",
+        {"mha": {}, "sequential": {"use_parallel_residual": False}},
+    ),
+    FamilyRow("llama", "meta-llama/Llama-3.2-1B", llama_like("LlamaConfig", head_dim=8), "LlamaForCausalLM", GROUPED, 0.0),
+    FamilyRow(
+        "mistral",
+        "mistralai/Mistral-7B-v0.1",
+        llama_like("MistralConfig", head_dim=8, sliding_window=4),  # shorter than the test sequence
+        "MistralForCausalLM",
+        GROUPED,
+        0.0,
+    ),
+    FamilyRow("qwen2", "Qwen/Qwen2-0.5B", llama_like("Qwen2Config", tie_word_embeddings=True), "Qwen2ForCausalLM", GROUPED, 0.0),
+    FamilyRow("gemma", "google/gemma-2b", llama_like("GemmaConfig", head_dim=16), "GemmaForCausalLM", GROUPED, 0.0),
+    FamilyRow(
+        "gemma2",
+        "google/gemma-2-2b",
+        llama_like("Gemma2Config", head_dim=16, sliding_window=4, query_pre_attn_scalar=16, attn_logit_softcapping=5.0, final_logit_softcapping=3.0),
+        "Gemma2ForCausalLM",
+        GROUPED,
+        0.0,
+    ),
+]  # fmt: skip
+
+
+_CACHE: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def hf_model(row: FamilyRow, variant: str) -> torch.nn.Module:
+    """A seeded random HF model for this row and variant, norms and biases randomised."""
+    import transformers
+
+    key = (row.name, variant)
+    if key not in _CACHE:
+        torch.manual_seed(0)
+        model = getattr(transformers, row.model_class)(row.build_config(**row.variants[variant]))
+        randomize_norms(model.eval())
+        _CACHE[key] = model
+    return _CACHE[key]
+
+
+CASES = [(row, variant) for row in ROWS for variant in row.variants]
+CASE_IDS = [f"{row.name}-{variant}" for row, variant in CASES]
