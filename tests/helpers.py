@@ -38,7 +38,7 @@ def randomize_norms(model: torch.nn.Module, std: float = 0.5) -> None:
 def assert_close(actual: Tensor, expected: Tensor, atol: float, what: str = "") -> None:
     """Fail with the max abs difference and the index where it occurs."""
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    diff = (actual.double() - expected.double()).abs()
+    diff = (actual.detach().double() - expected.detach().double()).abs()
     worst = float(diff.max())
     if not worst <= atol:
         index = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
@@ -54,3 +54,10 @@ def bfloat16_like_from_pretrained(model: torch.nn.Module) -> torch.nn.Module:
         owner = copied.get_submodule(name.rsplit(".", 1)[0])
         setattr(owner, name.rsplit(".", 1)[1], buffer)
     return copied
+
+
+def eager_attention(model):
+    """The model with the fused attention kernel off: its eager path mirrors HF eager
+    attention op for op, which bit-for-bit comparisons in bfloat16 need."""
+    model.cfg.use_fused_attention = False
+    return model

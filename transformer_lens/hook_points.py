@@ -61,6 +61,10 @@ class HookPoint(nn.Module):
             return x.clone(memory_format=torch.contiguous_format)
         return x
 
+    def has_hooks(self) -> bool:
+        """Whether any hook function is attached (the model skips work nobody observes)."""
+        return bool(self._forward_hooks or self._backward_hooks)
+
     def add_hook(
         self,
         hook: HookFunction,

@@ -84,6 +84,53 @@ ROWS = [
         GROUPED,
         0.0,
     ),
+    FamilyRow(
+        "gemma3",
+        "google/gemma-3-1b-pt",
+        llama_like(
+            "Gemma3TextConfig",
+            head_dim=16,
+            sliding_window=4,
+            query_pre_attn_scalar=16,
+            final_logit_softcapping=3.0,
+            layer_types=["sliding_attention", "full_attention"],
+            # Far-apart bases, so that swapping the local and the global one shows.
+            rope_parameters={
+                "sliding_attention": {"rope_type": "default", "rope_theta": 50.0},
+                "full_attention": {"rope_type": "default", "rope_theta": 100000.0},
+            },
+        ),
+        "Gemma3ForCausalLM",
+        {**GROUPED, "uncapped": {"num_key_value_heads": 1, "final_logit_softcapping": None}},
+        0.0,
+    ),
+    FamilyRow(
+        "qwen3",
+        "Qwen/Qwen3-0.6B",
+        llama_like("Qwen3Config", head_dim=16),  # 8 heads x 16 != hidden 64: head_dim is explicit
+        "Qwen3ForCausalLM",
+        {
+            **GROUPED,
+            "sliding": {"num_key_value_heads": 2, "use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1},
+            "tied": {"num_key_value_heads": 2, "tie_word_embeddings": True},
+            "biased": {"num_key_value_heads": 2, "attention_bias": True},  # bias inside the q/k norm
+        },
+        0.0,
+    ),
+    FamilyRow(
+        "phi3",
+        "microsoft/Phi-3-mini-4k-instruct",
+        # Phi-3's default pad and eos ids (32000) lie outside the tiny vocabulary.
+        llama_like("Phi3Config", pad_token_id=None, eos_token_id=2),
+        "Phi3ForCausalLM",
+        {
+            **GROUPED,
+            "partial_rotary": {"num_key_value_heads": 2, "partial_rotary_factor": 0.5},
+            "sliding": {"num_key_value_heads": 2, "sliding_window": 4},
+            "tied": {"num_key_value_heads": 2, "tie_word_embeddings": True},
+        },
+        0.0,
+    ),
 ]  # fmt: skip
 
 

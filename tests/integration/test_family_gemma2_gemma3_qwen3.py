@@ -1,8 +1,7 @@
 """Gemma-2, Gemma-3 and Qwen3: what sets them apart (sliding-window order, soft caps,
-post-norms, q/k norms, per-layer-type rotary bases, official configs), and the Gemma-3 and
-Qwen3 rows of the family matrix, checked exactly as test_family_parity checks every row."""
+post-norms, q/k norms, per-layer-type rotary bases, official configs). Their parity with
+Hugging Face (float32 and bfloat16) is checked by the shared matrix, family_rows.ROWS."""
 
-import copy
 import socket
 
 import pytest
@@ -10,7 +9,7 @@ import torch
 
 from tests.helpers import assert_close
 from tests.integration import test_family_parity as parity
-from tests.integration.family_rows import GROUPED, ROWS, FamilyRow, hf_model, llama_like
+from tests.integration.family_rows import ROWS, FamilyRow, hf_model
 from transformer_lens import HookedTransformer
 from transformer_lens.components.rms_norm import RMSNorm
 from transformer_lens.loading_from_pretrained import (
@@ -28,48 +27,14 @@ pytestmark = [
 ]
 
 ATOL = parity.ATOL
-WINDOW = 4  # shorter than parity.POS, so the sliding layers mask some keys
+# The rows' values (family_rows.ROWS): a window shorter than parity.POS, so the sliding
+# layers mask some keys, and caps small enough to matter.
+WINDOW = 4
 ATTN_CAP, LOGIT_CAP = 5.0, 3.0
 
-GEMMA2_ROW = next(row for row in ROWS if row.name == "gemma2")
-GEMMA3_ROW = FamilyRow(
-    "gemma3",
-    "google/gemma-3-1b-pt",
-    llama_like(
-        "Gemma3TextConfig",
-        head_dim=16,
-        sliding_window=WINDOW,
-        query_pre_attn_scalar=16,
-        final_logit_softcapping=LOGIT_CAP,
-        layer_types=["sliding_attention", "full_attention"],
-        # Far-apart bases, so that swapping the local and the global one shows.
-        rope_parameters={
-            "sliding_attention": {"rope_type": "default", "rope_theta": 50.0},
-            "full_attention": {"rope_type": "default", "rope_theta": 100000.0},
-        },
-    ),
-    "Gemma3ForCausalLM",
-    {**GROUPED, "uncapped": {"num_key_value_heads": 1, "final_logit_softcapping": None}},
-    0.05,
+GEMMA2_ROW, GEMMA3_ROW, QWEN3_ROW = (
+    next(row for row in ROWS if row.name == name) for name in ("gemma2", "gemma3", "qwen3")
 )
-QWEN3_ROW = FamilyRow(
-    "qwen3",
-    "Qwen/Qwen3-0.6B",
-    llama_like("Qwen3Config", head_dim=16),  # 8 heads x 16 != hidden 64: head_dim is explicit
-    "Qwen3ForCausalLM",
-    {
-        **GROUPED,
-        "sliding": {"num_key_value_heads": 2, "use_sliding_window": True, "sliding_window": WINDOW, "max_window_layers": 1},
-        "tied": {"num_key_value_heads": 2, "tie_word_embeddings": True},
-        "biased": {"num_key_value_heads": 2, "attention_bias": True},  # bias inside the q/k norm
-    },
-    0.05,
-)  # fmt: skip
-ROWS_HERE = [GEMMA3_ROW, QWEN3_ROW]
-CASES = [(row, variant) for row in ROWS_HERE for variant in row.variants]
-CASE_IDS = [f"{row.name}-{variant}" for row, variant in CASES]
-BF16_CASES = [(row, variant) for row in [GEMMA2_ROW, *ROWS_HERE] for variant in row.variants]
-BF16_IDS = [f"{row.name}-{variant}" for row, variant in BF16_CASES]
 
 
 @pytest.fixture(autouse=True)
@@ -90,60 +55,6 @@ def outside_window(pos: int, window: int) -> torch.Tensor:
     query = torch.arange(pos)[:, None]
     key = torch.arange(pos)[None, :]
     return key <= query - window
-
-
-# ------------------------------------------------------------- Gemma-3 and Qwen3 rows
-
-
-@pytest.mark.parametrize(("row", "variant"), CASES, ids=CASE_IDS)
-def test_logits_match_hugging_face(row, variant):
-    parity.test_logits_match_hugging_face(row, variant)
-
-
-@pytest.mark.parametrize(("row", "variant"), CASES, ids=CASE_IDS)
-def test_residuals_and_patterns_match_hugging_face(row, variant):
-    parity.test_residuals_and_patterns_match_hugging_face(row, variant)
-
-
-@pytest.mark.parametrize(("row", "variant"), CASES, ids=CASE_IDS)
-def test_split_qkv_input_matches_plain(row, variant):
-    parity.test_split_qkv_input_matches_plain(row, variant)
-
-
-@pytest.mark.parametrize(("row", "variant"), CASES, ids=CASE_IDS)
-def test_processed_weights_keep_log_probs(row, variant):
-    parity.test_processed_weights_keep_log_probs(row, variant)
-
-
-@pytest.mark.parametrize(("row", "variant"), CASES, ids=CASE_IDS)
-def test_saved_directory_loads_like_hf_model(row, variant, tmp_path):
-    parity.test_saved_directory_loads_like_hf_model(row, variant, tmp_path)
-
-
-def hf_bfloat16(row: FamilyRow, variant: str) -> torch.nn.Module:
-    """The HF model in bfloat16 as HF's from_pretrained(dtype=bfloat16) builds it: weights in
-    bfloat16, rotary inverse frequencies kept in float32 (a plain .to(bfloat16) would round
-    them too, which moves HF's own logits by a few bfloat16 ulps)."""
-    hf = hf_model(row, variant)
-    model = copy.deepcopy(hf).to(torch.bfloat16)
-    for name, buffer in hf.model.rotary_emb.named_buffers():
-        setattr(model.model.rotary_emb, name, buffer.clone())
-    return model
-
-
-@pytest.mark.parametrize(("row", "variant"), BF16_CASES, ids=BF16_IDS)
-def test_bfloat16_matches_hugging_face_bfloat16(row, variant):
-    """We mirror HF's dtype choices op by op (norms, 1 + w and softmax in float32, the
-    embedding scale rounded to bfloat16, rotary tables in float32 cast at use, soft caps in
-    bfloat16), so the logits agree to the bit on CPU (measured: 0). One ulp of slack at the
-    largest logit leaves room for a matmul kernel that blocks the grouped heads differently."""
-    hf = hf_bfloat16(row, variant)
-    ours = HookedTransformer.from_pretrained_no_processing(
-        row.official_name, hf_model=hf, dtype=torch.bfloat16
-    )(parity.tokens())
-    reference = hf(parity.tokens()).logits
-    ulp = 2.0**-8 * max(1.0, float(reference.abs().max()))
-    assert_close(ours.float(), reference.float(), ulp, f"{row.name} bf16 logits")
 
 
 # ------------------------------------------------------------------------ Gemma-2

@@ -141,7 +141,8 @@ def test_stop_at_layer_then_start_at_layer_gives_the_same_logits(model, tokens):
 
 def test_stop_at_layer_returns_the_resid_pre_of_that_layer(model, tokens):
     _, cache = model.run_with_cache(tokens)
-    assert torch.equal(model(tokens, stop_at_layer=1), cache["blocks.1.hook_resid_pre"])
+    # Caching every hook takes the eager attention path; the plain call the fused one.
+    assert_close(model(tokens, stop_at_layer=1), cache["blocks.1.hook_resid_pre"], 1e-5, "resid")
 
 
 def test_stop_at_layer_zero_returns_the_embedding(model, tokens):

@@ -146,6 +146,11 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()
         self.hook_result = HookPoint()
         self._mask_cache: dict[tuple[int, int, str], Tensor] = {}
+        internal = [self.hook_q, self.hook_k, self.hook_v, self.hook_attn_scores, self.hook_pattern]
+        internal += [self.hook_z, self.hook_result]
+        if cfg.positional_embedding_type == "rotary":
+            internal += [self.hook_rot_q, self.hook_rot_k]
+        self._internal_hooks: tuple[HookPoint, ...] = tuple(internal)
 
     # Names under which K/V are stored; GroupedQueryAttention uses the "_W_K" names.
     key_value_names = ("W_K", "b_K", "W_V", "b_V")
@@ -218,6 +223,8 @@ class Attention(nn.Module):
             )
         if past_kv_cache_entry is not None:
             k, v = past_kv_cache_entry.append(k, v)
+        if self._fused_path_allowed():
+            return self._output(self._fused(q, k, v, key_padding_mask))
         scores = self.hook_attn_scores(self._masked_scores(q, k, key_padding_mask))
         pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         if key_padding_mask is not None:
@@ -226,6 +233,47 @@ class Attention(nn.Module):
         pattern = self.hook_pattern(pattern)
         z = self.hook_z(self._mix(pattern, v))
         return self._output(z)
+
+    def _fused_path_allowed(self) -> bool:
+        """The fused kernel computes neither scores nor pattern, so it runs only when nobody
+        watches anything inside the attention, and when there is no soft cap to apply."""
+        if not self.cfg.use_fused_attention or self.cfg.attn_scores_soft_cap > 0:
+            return False
+        return not any(hook.has_hooks() for hook in self._internal_hooks)
+
+    def _fused(
+        self,
+        q: Float[Tensor, "batch query_pos head_index d_head"],
+        k: Float[Tensor, "batch key_pos kv_head_index d_head"],
+        v: Float[Tensor, "batch key_pos kv_head_index d_head"],
+        key_padding_mask: Bool[Tensor, "batch key_pos"] | None,
+    ) -> Float[Tensor, "batch query_pos head_index d_head"]:
+        """torch's scaled_dot_product_attention; grouped keys/values are read in place
+        (enable_gqa), never repeated."""
+        query_pos, key_pos = q.shape[1], k.shape[1]
+        plain_causal = (
+            query_pos == key_pos
+            and key_padding_mask is None
+            and self.attn_type != "local"
+            and self.cfg.attention_dir == "causal"
+        )
+        mask = None
+        if not plain_causal:
+            mask = self._allowed_keys(query_pos, key_pos, q.device)
+            if key_padding_mask is not None:
+                mask = mask & key_padding_mask[:, None, None, :]
+        z = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=mask,
+            is_causal=plain_causal,
+            scale=self.scale,
+            enable_gqa=k.shape[2] != q.shape[2],
+        )
+        if key_padding_mask is not None:  # rows with every key masked: zeros, as in eager
+            z = torch.nan_to_num(z, nan=0.0)
+        return z.transpose(1, 2)
 
     def _project(
         self,
