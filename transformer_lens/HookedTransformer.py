@@ -15,6 +15,7 @@ from torch import Tensor
 from transformer_lens import utils
 from transformer_lens._model_inputs import ModelInputs, prepare_inputs
 from transformer_lens._state_dict import check_and_complete_state_dict
+from transformer_lens._text_methods import TextMethodsMixin
 from transformer_lens._weight_properties import WeightPropertiesMixin
 from transformer_lens.components.attention import check_attn_in_allowed
 from transformer_lens.components.embed import Embed
@@ -45,7 +46,7 @@ class Output(NamedTuple):
     loss: Tensor
 
 
-class HookedTransformer(WeightPropertiesMixin, HookedRootModule):
+class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModule):
     """A decoder-only transformer with a hook point on every activation."""
 
     def __init__(
@@ -219,6 +220,8 @@ class HookedTransformer(WeightPropertiesMixin, HookedRootModule):
         Derived buffers (rotary tables) are filled in when absent; classic `attn.mask` and
         `attn.IGNORE` buffers are accepted and ignored (masks are built on the fly)."""
         completed = check_and_complete_state_dict(self, state_dict, strict)
+        if self.unembed.is_tied_to(self.embed) and not _tied_in(completed):
+            self.unembed.untie()
         return super().load_state_dict(completed, strict=False, assign=assign)
 
     def load_and_process_state_dict(
@@ -276,7 +279,11 @@ class HookedTransformer(WeightPropertiesMixin, HookedRootModule):
             self.cfg.dtype = dtype
         if print_details and (device is not None or dtype is not None):
             logging.info("Moved model to %s", device if device is not None else dtype)
-        return super().to(*args, **kwargs)
+        tied = self.unembed.is_tied_to(self.embed)
+        moved = super().to(*args, **kwargs)
+        if tied:  # torch converts each parameter on its own, which would untie them
+            self.unembed.tie_to(self.embed)
+        return moved
 
     def cuda(self, device: int | torch.device | None = None) -> HookedTransformer:  # type: ignore[override]
         return self.to("cuda" if device is None else device)
@@ -288,14 +295,9 @@ class HookedTransformer(WeightPropertiesMixin, HookedRootModule):
         return self.to("mps")
 
     def n_params(self) -> int:
-        """Parameters actually stored (classic's cfg.n_params counts matrices only)."""
-        return sum(p.numel() for p in self.parameters())
-
-    # ----- tokenizer ---------------------------------------------------------------------
-    def set_tokenizer(self, tokenizer: Any, default_padding_side: str = "right") -> None:
-        from transformer_lens.tokenization import attach_tokenizer
-
-        attach_tokenizer(self, tokenizer, default_padding_side)
+        """Parameters actually stored, counting shared storage (tied embeddings) once."""
+        storages = {p.untyped_storage().data_ptr(): p.numel() for p in self.parameters()}
+        return sum(storages.values())
 
     # ----- loading -----------------------------------------------------------------------
     @classmethod
@@ -315,24 +317,8 @@ class HookedTransformer(WeightPropertiesMixin, HookedRootModule):
         )
         return cls.from_pretrained(model_name, **kwargs)
 
-    def tokenize_for_forward(
-        self, text: str | list[str], prepend_bos: bool | None, padding_side: str | None
-    ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"] | None]:
-        """Tokens for forward, with a mask only when padding can be present."""
-        from transformer_lens.tokenization import to_tokens
 
-        tokens, mask = to_tokens(self, text, prepend_bos, padding_side)
-        return tokens, (mask if not bool(mask.all()) else None)
-
-    def to_tokens(
-        self,
-        input: str | list[str],
-        prepend_bos: bool | None = None,
-        padding_side: str | None = None,
-        move_to_device: bool = True,
-        truncate: bool = True,
-    ) -> Int[Tensor, "batch pos"]:
-        from transformer_lens.tokenization import to_tokens
-
-        tokens, _ = to_tokens(self, input, prepend_bos, padding_side, truncate)
-        return tokens.to(self.cfg.device) if move_to_device and self.cfg.device else tokens
+def _tied_in(state_dict: Mapping[str, Any]) -> bool:
+    """Whether a state dict keeps W_U equal to W_E^T (else a tied model must untie)."""
+    W_E, W_U = state_dict.get("embed.W_E"), state_dict.get("unembed.W_U")
+    return W_E is None or W_U is None or (W_E.shape == W_U.T.shape and torch.equal(W_E, W_U.T))

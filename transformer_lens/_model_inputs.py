@@ -8,6 +8,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from transformer_lens.components.attention import key_value_heads_exposed
+
 if TYPE_CHECKING:
     from transformer_lens.HookedTransformer import HookedTransformer
     from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCache
@@ -81,6 +83,7 @@ def _with_cache(
     model: HookedTransformer,
 ) -> ModelInputs:
     """Positions and mask of new tokens that follow the cached ones."""
+    check_cache_fits(model, cache, batch)
     past = cache.length
     if past + pos > model.cfg.n_ctx:
         raise ValueError(f"{past} cached + {pos} new positions exceed n_ctx={model.cfg.n_ctx}")
@@ -93,6 +96,32 @@ def _with_cache(
     return ModelInputs(tokens, residual, positions, padding, new_mask)
 
 
+def check_cache_fits(
+    model: HookedTransformer, cache: HookedTransformerKeyValueCache, batch: int
+) -> None:
+    """Refuse a cache this forward could not extend, before anything is appended to it."""
+    if len(cache) != model.cfg.n_layers:
+        raise ValueError(
+            f"past_kv_cache has {len(cache)} layers; expected n_layers={model.cfg.n_layers}"
+        )
+    expected = (batch, key_value_heads_exposed(model.cfg), model.cfg.d_head)
+    for layer, entry in enumerate(cache.entries):
+        keys = entry.past_keys
+        got = (keys.shape[0], keys.shape[2], keys.shape[3])
+        if got != expected:
+            raise ValueError(
+                f"past_kv_cache layer {layer} holds [batch, heads, d_head] = {got}; this forward "
+                f"needs {expected}. Build the cache with HookedTransformerKeyValueCache."
+                "init_cache(model.cfg, device, batch_size) after setting the attention flags."
+            )
+        if entry.length != cache.length:
+            raise ValueError(
+                f"past_kv_cache is inconsistent: layer {layer} holds {entry.length} positions "
+                f"but its attention mask {cache.length}; expected the same number (a forward "
+                "that used this cache stopped part-way). Build a new cache."
+            )
+
+
 def check_tokens(model: HookedTransformer, tokens: Any) -> Int[Tensor, "batch pos"]:
     if not isinstance(tokens, Tensor):
         raise TypeError(f"Expected token ids as a torch.Tensor, got {type(tokens).__name__}")
@@ -103,7 +132,10 @@ def check_tokens(model: HookedTransformer, tokens: Any) -> Int[Tensor, "batch po
     if tokens.ndim != 2:
         raise ValueError(f"Tokens must be [batch, pos] or [pos], got shape {tuple(tokens.shape)}")
     if tokens.numel() == 0:
-        raise ValueError(f"Empty input: tokens have shape {tuple(tokens.shape)}")
+        raise ValueError(
+            f"Empty input: tokens have shape {tuple(tokens.shape)}; expected at least one "
+            "sequence of at least one token"
+        )
     if tokens.shape[1] > model.cfg.n_ctx:
         raise ValueError(
             f"Sequence of {tokens.shape[1]} tokens is longer than n_ctx={model.cfg.n_ctx}"
@@ -124,6 +156,11 @@ def check_residual(model: HookedTransformer, residual: Any) -> Float[Tensor, "ba
             f"With start_at_layer, input must be [batch, pos, d_model={model.cfg.d_model}], "
             f"got shape {tuple(residual.shape)}"
         )
+    if residual.shape[0] == 0 or residual.shape[1] == 0:
+        raise ValueError(
+            f"Empty input: the residual has shape {tuple(residual.shape)}; expected at least "
+            "one sequence of at least one position"
+        )
     if residual.shape[1] > model.cfg.n_ctx:
         raise ValueError(
             f"Sequence of {residual.shape[1]} positions is longer than n_ctx={model.cfg.n_ctx}"
@@ -141,4 +178,11 @@ def check_attention_mask(mask: Any, batch: int, pos: int) -> Int[Tensor, "batch 
             f"attention_mask has shape {tuple(mask.shape)} but the tokens are [batch, pos] = "
             f"{(batch, pos)}"
         )
+    if mask.dtype != torch.bool:
+        other = mask[(mask != 0) & (mask != 1)]
+        if other.numel() > 0:
+            raise ValueError(
+                "attention_mask must hold only 0 (padding) and 1 (real token); got "
+                f"{other.unique()[:5].tolist()}"
+            )
     return mask.long()

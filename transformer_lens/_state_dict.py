@@ -18,6 +18,11 @@ def check_and_complete_state_dict(
 ) -> dict[str, Tensor]:
     expected = model.state_dict()
     incoming = {k: v for k, v in state_dict.items() if not k.endswith(_IGNORED_CLASSIC_BUFFERS)}
+    not_tensors = {k: type(v).__name__ for k, v in incoming.items() if not isinstance(v, Tensor)}
+    if not_tensors:
+        raise TypeError(
+            f"State dict values must be torch.Tensors; got these types instead: {not_tensors}"
+        )
     # Rotary tables follow from the config (and are shared between layers and models):
     # never overwrite them from a state dict, whose copy may be rounded to another dtype.
     derived_incoming = [k for k in incoming if k.endswith(_DERIVED_BUFFERS) and k in expected]

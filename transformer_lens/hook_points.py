@@ -313,11 +313,14 @@ class HookedRootModule(nn.Module):
         if isinstance(names_filter, list | tuple):
             for name in names_filter:
                 if not isinstance(name, str):
-                    raise TypeError(f"names_filter lists hook names; got a {type(name).__name__}")
+                    raise TypeError(
+                        "names_filter as a list or tuple must hold hook names (str); got "
+                        f"{name!r} of type {type(name).__name__}"
+                    )
                 self._check_hook_name(name)
             return list(dict.fromkeys(names_filter))
         raise TypeError(
-            "names_filter must be None, a hook name, a list or tuple of hook names, or a "
+            "names_filter must be None, a hook name (str), a list or tuple of hook names, or a "
             f"callable; got {type(names_filter).__name__}"
         )
 

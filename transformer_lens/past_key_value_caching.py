@@ -19,6 +19,8 @@ from torch import Tensor
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 KeysOrValues = Float[Tensor, "batch pos kv_head_index d_head"]
+# What append returns: past and new positions together, so a different length axis.
+AllKeysOrValues = Float[Tensor, "batch total_pos kv_head_index d_head"]
 
 
 @dataclass
@@ -49,7 +51,7 @@ class HookedTransformerKeyValueCacheEntry:
 
     def append(
         self, new_keys: KeysOrValues, new_values: KeysOrValues
-    ) -> tuple[KeysOrValues, KeysOrValues]:
+    ) -> tuple[AllKeysOrValues, AllKeysOrValues]:
         """Keys and values of all positions so far (past + new); stored unless frozen."""
         self._check_compatible(new_keys, new_values)
         if self.frozen:

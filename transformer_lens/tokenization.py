@@ -8,55 +8,48 @@ never gets a second one, and prepend_bos=False never leaves a tokenizer-added BO
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-
 PADDING_SIDES = ("left", "right")
 TokenIds = Tensor | np.ndarray | list[int] | list[list[int]] | int
 
 
-class TokenizerOwner(Protocol):
-    """What these helpers need from a model."""
-
-    cfg: HookedTransformerConfig
-    tokenizer: Any
-    default_padding_side: str
-
-
-def attach_tokenizer(model: TokenizerOwner, tokenizer: Any, default_padding_side: str) -> None:
-    """Attach `tokenizer`, filling in missing special tokens as classic TransformerLens does:
-    eos defaults to "<|endoftext|>", pad and bos to eos."""
-    check_padding_side(default_padding_side)
+def prepare_tokenizer(tokenizer: Any, padding_side: str) -> Any:
+    """Fill in missing special tokens as classic TransformerLens does (eos defaults to
+    "<|endoftext|>", pad and bos to eos) and set the default padding side; in place."""
+    tokenizer.padding_side = check_padding_side(padding_side)
     if tokenizer.eos_token is None:
         tokenizer.eos_token = "<|endoftext|>"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.bos_token is None:
         tokenizer.bos_token = tokenizer.eos_token
-    tokenizer.padding_side = default_padding_side
-    model.tokenizer = tokenizer
-    model.default_padding_side = default_padding_side
-    # Informational only: to_tokens adds BOS itself, whatever the tokenizer does.
-    model.cfg.tokenizer_prepends_bos = len(tokenizer.encode("")) > 0
-    if model.cfg.d_vocab == -1:
-        model.cfg.d_vocab = max(tokenizer.get_vocab().values()) + 1
-        if model.cfg.d_vocab_out == -1:
-            model.cfg.d_vocab_out = model.cfg.d_vocab
+    return tokenizer
 
 
-def require_tokenizer(model: TokenizerOwner, purpose: str) -> Any:
-    if model.tokenizer is None:
+def prepends_bos(tokenizer: Any) -> bool:
+    """Whether the tokenizer adds special tokens (BOS) by itself. Informational only:
+    `encode` adds BOS itself, whatever the tokenizer does."""
+    return len(tokenizer.encode("")) > 0
+
+
+def vocab_size(tokenizer: Any) -> int:
+    """Largest token id + 1, added tokens included."""
+    return max(tokenizer.get_vocab().values()) + 1
+
+
+def require_tokenizer(tokenizer: Any, purpose: str) -> Any:
+    if tokenizer is None:
         raise ValueError(
             f"{purpose} needs a tokenizer, and this model has none; pass token ids instead, "
             "or call model.set_tokenizer(tokenizer)"
         )
-    return model.tokenizer
+    return tokenizer
 
 
 def check_padding_side(side: str) -> str:
@@ -66,21 +59,19 @@ def check_padding_side(side: str) -> str:
 
 
 def to_tokens(
-    model: TokenizerOwner,
+    tokenizer: Any,
     text: str | list[str],
-    prepend_bos: bool | None,
-    padding_side: str | None,
-    truncate: bool = True,
+    prepend_bos: bool,
+    padding_side: str,
+    max_length: int | None = None,
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
-    """Tokens and attention mask (1 = real token) of a text or a batch of texts, on the CPU."""
-    tokenizer = require_tokenizer(model, "Text input")
-    prepend_bos = model.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
-    side = check_padding_side(model.default_padding_side if padding_side is None else padding_side)
-    texts = _as_texts(text)
-    rows = encode(tokenizer, texts, prepend_bos)
-    if truncate:
-        rows = [row[: model.cfg.n_ctx] for row in rows]
-    return pad_rows(rows, tokenizer.pad_token_id, side)
+    """Tokens and attention mask (1 = real token) of a text or a batch of texts, on the CPU;
+    each text is cut to its first max_length tokens when given."""
+    check_padding_side(padding_side)
+    rows = encode(tokenizer, _as_texts(text), prepend_bos)
+    if max_length is not None:
+        rows = [row[:max_length] for row in rows]
+    return pad_rows(rows, tokenizer.pad_token_id, padding_side)
 
 
 def _as_texts(text: Any) -> list[str]:
@@ -154,11 +145,10 @@ def _to_id_array(tokens: TokenIds) -> np.ndarray:
     return ids
 
 
-def single_token(model: TokenizerOwner, text: str) -> int:
+def single_token(tokenizer: Any, text: str) -> int:
     """The id of `text`, which must encode to exactly one token (no BOS added)."""
     if not isinstance(text, str):
         raise TypeError(f"to_single_token takes a str, got {_describe(text)}")
-    tokenizer = require_tokenizer(model, "to_single_token")
     (ids,) = encode(tokenizer, [text], prepend_bos=False)
     if len(ids) != 1:
         pieces = [_decode(tokenizer, [token]) for token in ids]
@@ -166,14 +156,14 @@ def single_token(model: TokenizerOwner, text: str) -> int:
     return ids[0]
 
 
-def token_position(
-    tokens: Int[Tensor, "batch pos"], token: int, mode: str
-) -> int:
+def token_position(tokens: Int[Tensor, "batch pos"], token: int, mode: str) -> int:
     """First or last position of `token` in a batch-1 sequence."""
     if mode not in ("first", "last"):
         raise ValueError(f"mode must be 'first' or 'last', got {mode!r}")
     if tokens.shape[0] != 1:
-        raise ValueError(f"Expected a single sequence, [pos] or [1, pos]; got {tuple(tokens.shape)}")
+        raise ValueError(
+            f"Expected a single sequence, [pos] or [1, pos]; got {tuple(tokens.shape)}"
+        )
     positions = (tokens[0] == token).nonzero()[:, 0]
     if len(positions) == 0:
         raise ValueError(f"Token {token} does not occur in the input {tokens[0].tolist()}")

@@ -289,3 +289,28 @@ def test_processed_weights_keep_the_forward_layout():
     model.process_weights_(center_writing_weights=False)
     assert model.cfg.normalization_type == "RMSPre"
     assert_forward_layouts(model)
+
+
+def test_tied_embeddings_share_one_matrix_until_processing_unties_them():
+    """GPT-2-style tied embeddings: unprocessed, W_U is W_E^T in the same storage (parameter
+    memory as HF's); processing makes W_U differ, so it gets storage of its own."""
+    import warnings
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16))
+    tokens = torch.randint(0, 50, (1, 6), generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HookedTransformer.from_pretrained_no_processing("gpt2", hf_model=hf.eval())
+    assert model.unembed.is_tied_to(model.embed)
+    # HF's parameters plus our zero unembedding bias b_U, which GPT-2 does not have.
+    assert model.n_params() == sum(p.numel() for p in hf.parameters()) + 50
+    model.to(torch.float64)
+    assert model.unembed.is_tied_to(model.embed)  # torch converts parameters one by one
+    model.to(torch.float32)
+    before = model(tokens).log_softmax(-1)
+    model.process_weights_()
+    assert not model.unembed.is_tied_to(model.embed)
+    assert not torch.equal(model.W_U, model.W_E.T)
+    assert (model(tokens).log_softmax(-1) - before).abs().max() < 1e-5

@@ -20,6 +20,7 @@ from torch import Tensor
 from transformer_lens import weight_processing
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained import vocab_chunks
+from transformer_lens.pretrained.adapter import transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.sources import TensorSource
 
@@ -62,8 +63,14 @@ def stream_and_process(
 ) -> None:
     """Read, process and copy one piece at a time into the model's parameters."""
     loader = _StreamingLoader(model, source, flags)
+    tie = _keeps_unembedding_tied(planned, source, loader.cfg, loader.steps)
+    if tie:
+        planned = [w for w in planned if w.key != "unembed.W_U"]
     for layers, unembed, piece in _pieces(planned):
         loader.load_piece(piece, layers, unembed)
+    if tie:
+        model.unembed.tie_to(model.embed)
+        loader.loaded.add("unembed.W_U")
     missing = sorted(set(loader.targets) - loader.loaded)
     if missing:
         raise ValueError(f"Checkpoint left these parameters unset: {missing}")
@@ -141,6 +148,25 @@ class _StreamingLoader:
         unembed = key.startswith("unembed.")
         processed = self.process({**companions, **block}, [], unembed, center_unembed=False)
         return {k: processed[k] for k in (key, *vocab_keys)}
+
+
+def _keeps_unembedding_tied(
+    planned: list[PlannedWeight], source: TensorSource, cfg: HookedTransformerConfig, steps: _Steps
+) -> bool:
+    """True when W_U is W_E^T in the checkpoint and no processing step makes them differ:
+    then the model stores the matrix once."""
+    by_key = {w.key: w for w in planned}
+    embed, unembed = by_key.get("embed.W_E"), by_key.get("unembed.W_U")
+    if embed is None or unembed is None or embed.hf_key is None or unembed.hf_key is None:
+        return False
+    same_matrix = (
+        embed.source.transform is unchanged
+        and unembed.source.transform is transposed
+        and source.same_tensor(embed.hf_key, unembed.hf_key)
+    )
+    folds_final_norm = steps["fold_ln"] and cfg.normalization_type in _FOLDED
+    changed = folds_final_norm or steps["center_unembed"] or steps["center_writing_weights"]
+    return same_matrix and not changed
 
 
 def _pieces(

@@ -35,6 +35,17 @@ class TensorSource:
     def get(self, key: str) -> Tensor:
         return self._getters[key](key)
 
+    def same_tensor(self, key: str, other: str) -> bool:
+        """Whether two keys hold one tensor (HF's tied lm_head and embedding in memory)."""
+        if key == other:
+            return True
+        if self._row_getters is not None:  # a file: tied weights are saved once
+            return False
+        return (
+            self.get(key).untyped_storage().data_ptr()
+            == self.get(other).untyped_storage().data_ptr()
+        )
+
     def shape(self, key: str) -> tuple[int, ...]:
         if self._shape_of is not None:
             return tuple(self._shape_of(key))
