@@ -251,14 +251,13 @@ class Attention(nn.Module):
         """torch's scaled_dot_product_attention; grouped keys/values are read in place
         (enable_gqa), never repeated."""
         query_pos, key_pos = q.shape[1], k.shape[1]
-        plain_causal = (
-            query_pos == key_pos
-            and key_padding_mask is None
-            and self.attn_type != "local"
-            and self.cfg.attention_dir == "causal"
-        )
+        causal = self.cfg.attention_dir == "causal"
+        # Without padding or a window, a causal square needs only is_causal, and one query
+        # (a decoding step) or bidirectional attention sees every key: no mask at all.
+        unmasked = key_padding_mask is None and self.attn_type != "local"
+        is_causal = unmasked and causal and query_pos == key_pos and query_pos > 1
         mask = None
-        if not plain_causal:
+        if not unmasked or (causal and query_pos not in (1, key_pos)):
             mask = self._allowed_keys(query_pos, key_pos, q.device)
             if key_padding_mask is not None:
                 mask = mask & key_padding_mask[:, None, None, :]
@@ -267,7 +266,7 @@ class Attention(nn.Module):
             k.transpose(1, 2),
             v.transpose(1, 2),
             attn_mask=mask,
-            is_causal=plain_causal,
+            is_causal=is_causal,
             scale=self.scale,
             enable_gqa=k.shape[2] != q.shape[2],
         )
