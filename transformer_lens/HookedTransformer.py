@@ -3,8 +3,9 @@ hooks, caching and weight loading together. Model families live in `pretrained/`
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -29,15 +30,15 @@ from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCac
 
 Logits = Float[Tensor, "batch pos d_vocab_out"]
 
-# Hook names that fire only under a config flag: suffix -> (flag, setter).
+# Hook names that fire only under a config flag: suffix -> (flag, how to turn it on).
 _FLAGGED_HOOKS = {
-    "hook_q_input": ("use_split_qkv_input", "set_use_split_qkv_input"),
-    "hook_k_input": ("use_split_qkv_input", "set_use_split_qkv_input"),
-    "hook_v_input": ("use_split_qkv_input", "set_use_split_qkv_input"),
-    "hook_attn_in": ("use_attn_in", "set_use_attn_in"),
-    "hook_result": ("use_attn_result", "set_use_attn_result"),
-    "hook_mlp_in": ("use_hook_mlp_in", "set_use_hook_mlp_in"),
-    "hook_tokens": ("use_hook_tokens", "cfg.use_hook_tokens = True; model.setup"),
+    "hook_q_input": ("use_split_qkv_input", "call model.set_use_split_qkv_input(True)"),
+    "hook_k_input": ("use_split_qkv_input", "call model.set_use_split_qkv_input(True)"),
+    "hook_v_input": ("use_split_qkv_input", "call model.set_use_split_qkv_input(True)"),
+    "hook_attn_in": ("use_attn_in", "call model.set_use_attn_in(True)"),
+    "hook_result": ("use_attn_result", "call model.set_use_attn_result(True)"),
+    "hook_mlp_in": ("use_hook_mlp_in", "call model.set_use_hook_mlp_in(True)"),
+    "hook_tokens": ("use_hook_tokens", "set model.cfg.use_hook_tokens = True"),
 }
 
 
@@ -59,6 +60,11 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         super().__init__()
         # The model owns its config: flags set here must never reach another model.
         self.cfg = HookedTransformerConfig.unwrap(cfg).copy()
+        if self.cfg.positional_embedding_type == "alibi":
+            raise NotImplementedError(
+                "positional_embedding_type='alibi' is not supported yet; use 'standard', "
+                "'shortformer' or 'rotary'"
+            )
         self.tokenizer = None
         if tokenizer is not None:
             self.set_tokenizer(tokenizer, default_padding_side=default_padding_side)
@@ -74,8 +80,6 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         self.blocks = nn.ModuleList(TransformerBlock(self.cfg, i) for i in range(self.cfg.n_layers))
         self.ln_final = make_final_norm(self.cfg)
         self.unembed = Unembed(self.cfg)
-        if self.cfg.positional_embedding_type == "alibi":
-            raise NotImplementedError("ALiBi position embeddings are not supported yet")
         if self.cfg.init_weights:
             self.init_weights()
         if move_to_device and self.cfg.device is not None:
@@ -101,23 +105,11 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
             raise ValueError(
                 f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}"
             )
-        inputs = prepare_inputs(
-            self,
-            input,
-            tokens,
-            attention_mask,
-            start_at_layer,
-            prepend_bos,
-            padding_side,
-            past_kv_cache,
-        )
-        residual = inputs.residual if start_at_layer is not None else self._embed(inputs)
-        layers = range(self.cfg.n_layers)[start_at_layer:stop_at_layer]
-        for layer in layers:
-            entry = past_kv_cache[layer] if past_kv_cache is not None else None
-            residual = self.blocks[layer](
-                residual, inputs.positions, inputs.key_padding_mask, entry
-            )
+        with _rolled_back_on_error(past_kv_cache):
+            residual, inputs = self._run_blocks(
+                input, tokens, attention_mask, start_at_layer, stop_at_layer,
+                prepend_bos, padding_side, past_kv_cache, shortformer_pos_embed,
+            )  # fmt: skip
         if stop_at_layer is not None:
             return residual
         residual = self.ln_final(residual)
@@ -134,15 +126,49 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         loss = self.loss_fn(logits, inputs.tokens, inputs.attention_mask, per_token=loss_per_token)
         return loss if return_type == "loss" else Output(logits, loss)
 
-    def _embed(self, inputs: ModelInputs) -> Float[Tensor, "batch pos d_model"]:
+    def _run_blocks(
+        self,
+        input: Any,
+        tokens: Int[Tensor, "batch pos"] | None,
+        attention_mask: Tensor | None,
+        start_at_layer: int | None,
+        stop_at_layer: int | None,
+        prepend_bos: bool | None,
+        padding_side: str | None,
+        past_kv_cache: HookedTransformerKeyValueCache | None,
+        shortformer_pos_embed: Tensor | None,
+    ) -> tuple[Float[Tensor, "batch pos d_model"], ModelInputs]:
+        """Checked inputs, embedding and the blocks from start_at_layer to stop_at_layer."""
+        inputs = prepare_inputs(
+            self, input, tokens, attention_mask, start_at_layer, prepend_bos, padding_side,
+            past_kv_cache,
+        )  # fmt: skip
+        if start_at_layer is None:
+            residual, shortformer_pos_embed = self._embed(inputs)
+        else:
+            assert inputs.residual is not None
+            residual = inputs.residual
+        for layer in range(self.cfg.n_layers)[start_at_layer:stop_at_layer]:
+            entry = past_kv_cache[layer] if past_kv_cache is not None else None
+            residual = self.blocks[layer](
+                residual, inputs.positions, inputs.key_padding_mask, entry, shortformer_pos_embed
+            )
+        return residual, inputs
+
+    def _embed(
+        self, inputs: ModelInputs
+    ) -> tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos d_model"] | None]:
+        """The residual stream's start, and the shortformer position embedding (None unless
+        positions are shortformer's, which reach only queries and keys)."""
         assert inputs.tokens is not None
         tokens = self.hook_tokens(inputs.tokens) if self.cfg.use_hook_tokens else inputs.tokens
         embedded = self.hook_embed(self.embed(tokens))
-        if self.cfg.positional_embedding_type in ("standard", "shortformer"):
-            pos_embed = self.hook_pos_embed(self.pos_embed(inputs.positions.expand_as(tokens)))
-            if self.cfg.positional_embedding_type == "standard":
-                return embedded + pos_embed
-        return embedded
+        if self.cfg.positional_embedding_type not in ("standard", "shortformer"):
+            return embedded, None
+        pos_embed = self.hook_pos_embed(self.pos_embed(inputs.positions.expand_as(tokens)))
+        if self.cfg.positional_embedding_type == "shortformer":
+            return embedded, pos_embed
+        return embedded + pos_embed, None
 
     def loss_fn(
         self,
@@ -156,14 +182,18 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
     # ----- hooks -----------------------------------------------------------------------
     def _hook_unavailable_reason(self, name: str) -> str | None:
         suffix = name.rsplit(".", 1)[-1]
+        if self.cfg.attn_only and suffix in ("hook_mlp_in", "hook_mlp_out"):
+            return f"{name} never fires on an attention-only model (cfg.attn_only=True)"
         if suffix not in _FLAGGED_HOOKS:
             return None
-        flag, setter = _FLAGGED_HOOKS[suffix]
-        if suffix == "hook_mlp_in" and self.cfg.attn_only:
-            return f"{name} never fires on an attention-only model"
+        flag, how = _FLAGGED_HOOKS[suffix]
         if getattr(self.cfg, flag):
             return None
-        return f"{name} only fires when cfg.{flag} is True; call model.{setter}(True) first"
+        if suffix == "hook_attn_in" and self.cfg.is_grouped:
+            how = (
+                "on this grouped model call set_ungroup_grouped_query_attention(True), then " + how
+            )
+        return f"{name} only fires when cfg.{flag} is True; {how} first"
 
     def set_use_attn_result(self, use_attn_result: bool) -> None:
         self.cfg.use_attn_result = use_attn_result
@@ -267,6 +297,10 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
             block.ln1 = make_norm(self.cfg).to(device=device, dtype=dtype)
             if hasattr(block, "ln2"):
                 block.ln2 = make_norm(self.cfg).to(device=device, dtype=dtype)
+            if self.cfg.act_fn == "solu_ln" and self.cfg.normalization_type == "LNPre":
+                # SoLU's LayerNorm was folded into W_out too
+                norm = make_norm(self.cfg, length=self.cfg.d_mlp)
+                block.mlp.ln = norm.to(device=device, dtype=dtype)
         self.ln_final = make_final_norm(self.cfg).to(device=device, dtype=dtype)
         self.setup()
 
@@ -322,3 +356,17 @@ def _tied_in(state_dict: Mapping[str, Any]) -> bool:
     """Whether a state dict keeps W_U equal to W_E^T (else a tied model must untie)."""
     W_E, W_U = state_dict.get("embed.W_E"), state_dict.get("unembed.W_U")
     return W_E is None or W_U is None or (W_E.shape == W_U.T.shape and torch.equal(W_E, W_U.T))
+
+
+@contextlib.contextmanager
+def _rolled_back_on_error(cache: HookedTransformerKeyValueCache | None) -> Iterator[None]:
+    """A forward that fails half way leaves the key/value cache as it was before it."""
+    if cache is None:
+        yield
+        return
+    checkpoint = cache.checkpoint()
+    try:
+        yield
+    except BaseException:
+        cache.restore(checkpoint)
+        raise

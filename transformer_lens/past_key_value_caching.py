@@ -70,6 +70,11 @@ class HookedTransformerKeyValueCacheEntry:
         self.past_values = self._values_buffer[:, :total]
         return self.past_keys, self.past_values
 
+    def truncate(self, length: int) -> None:
+        """Forget the positions from `length` on (their storage is reused by later appends)."""
+        self.past_keys = self.past_keys[:, :length]
+        self.past_values = self.past_values[:, :length]
+
     def _check_compatible(self, keys: Tensor, values: Tensor) -> None:
         expected = (self.past_keys.shape[0], self.past_keys.shape[2], self.past_keys.shape[3])
         for name, tensor in (("keys", keys), ("values", values)):
@@ -145,6 +150,16 @@ class HookedTransformerKeyValueCache:
         if not self.frozen:
             self.previous_attention_mask = full
         return full
+
+    def checkpoint(self) -> tuple[int, list[int]]:
+        """Lengths to return to if a forward fails half way (see restore)."""
+        return self.length, [entry.length for entry in self.entries]
+
+    def restore(self, checkpoint: tuple[int, list[int]]) -> None:
+        mask_length, entry_lengths = checkpoint
+        self.previous_attention_mask = self.previous_attention_mask[:, :mask_length]
+        for entry, length in zip(self.entries, entry_lengths, strict=True):
+            entry.truncate(length)
 
     def __getitem__(self, layer: int) -> HookedTransformerKeyValueCacheEntry:
         return self.entries[layer]

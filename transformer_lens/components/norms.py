@@ -15,12 +15,16 @@ _NORMS: dict[str | None, type[nn.Module]] = {
 }
 
 
-def make_norm(cfg: HookedTransformerConfig, normalization_type: str | None = None) -> nn.Module:
+def make_norm(
+    cfg: HookedTransformerConfig,
+    normalization_type: str | None = None,
+    length: int | None = None,
+) -> nn.Module:
     kind = cfg.normalization_type if normalization_type is None else normalization_type
     if kind not in _NORMS:
         raise ValueError(f"Unknown normalization_type {kind!r}; expected one of {list(_NORMS)}")
     norm = _NORMS[kind]
-    return nn.Identity() if norm is nn.Identity else norm(cfg)
+    return nn.Identity() if norm is nn.Identity else norm(cfg, length)
 
 
 def make_final_norm(cfg: HookedTransformerConfig) -> nn.Module:

@@ -61,9 +61,12 @@ class TransformerBlock(nn.Module):
         positions: Int[Tensor, "batch_or_1 pos"],
         key_padding_mask: Bool[Tensor, "batch key_pos"] | None = None,
         past_kv_cache_entry: HookedTransformerKeyValueCacheEntry | None = None,
+        shortformer_pos_embed: Residual | None = None,
     ) -> Residual:
         resid_pre = self.hook_resid_pre(resid_pre)
-        query_input, key_input, value_input = self._attention_inputs(resid_pre)
+        query_input, key_input, value_input = self._attention_inputs(
+            resid_pre, shortformer_pos_embed
+        )
         attn_out = self.attn(
             query_input, key_input, value_input, positions, key_padding_mask, past_kv_cache_entry
         )
@@ -86,18 +89,32 @@ class TransformerBlock(nn.Module):
             mlp_out = self.ln2_post(mlp_out)
         return self.hook_mlp_out(mlp_out)
 
-    def _attention_inputs(self, resid_pre: Residual) -> tuple[QueryInput, KeyInput, ValueInput]:
+    def _attention_inputs(
+        self, resid_pre: Residual, shortformer_pos_embed: Residual | None
+    ) -> tuple[QueryInput, KeyInput, ValueInput]:
         plan = attention_input_plan(self.cfg)
+        # Shortformer: positions reach queries and keys only, never values or the residual.
+        positional = (
+            resid_pre if shortformer_pos_embed is None else resid_pre + shortformer_pos_embed
+        )
         if plan.mode == "shared":
             normalized = self.ln1(resid_pre)
-            return normalized, normalized, normalized
+            with_positions = normalized if positional is resid_pre else self.ln1(positional)
+            return with_positions, with_positions, normalized
         if plan.mode == "attn_in":
             attn_in = self.hook_attn_in(broadcast_heads(resid_pre, plan.query_heads))
-            return self._normalize_distinct((attn_in, attn_in, attn_in))
+            if shortformer_pos_embed is None:
+                return self._normalize_distinct((attn_in, attn_in, attn_in))
+            shared = shared_across_heads(attn_in)
+            if shared is not None:
+                with_positions = broadcast_heads(shared + shortformer_pos_embed, plan.query_heads)
+            else:
+                with_positions = attn_in + shortformer_pos_embed[:, :, None, :]
+            return self._normalize_distinct((with_positions, with_positions, attn_in))
         return self._normalize_distinct(
             (
-                self.hook_q_input(broadcast_heads(resid_pre, plan.query_heads)),
-                self.hook_k_input(broadcast_heads(resid_pre, plan.kv_heads)),
+                self.hook_q_input(broadcast_heads(positional, plan.query_heads)),
+                self.hook_k_input(broadcast_heads(positional, plan.kv_heads)),
                 self.hook_v_input(broadcast_heads(resid_pre, plan.kv_heads)),
             )
         )

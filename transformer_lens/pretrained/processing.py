@@ -50,9 +50,31 @@ def load_and_process(
     processed = weight_processing.process_weights(
         _for_processing(state_dict, flags), cfg, **_step_flags(cfg, flags)
     )
-    if flags.fold_ln and model.cfg.normalization_type in _FOLDED:
-        _switch_to_folded_norms(model)
-    model.load_state_dict(processed)
+    if not (flags.fold_ln and model.cfg.normalization_type in _FOLDED):
+        model.load_state_dict(processed)
+        return
+    norms = _norm_modules(model)
+    _switch_to_folded_norms(model)
+    try:
+        model.load_state_dict(processed)
+    except BaseException:  # a refused state dict leaves the model exactly as it was
+        model.cfg.normalization_type = cfg.normalization_type
+        for (owner, name), module in norms.items():
+            setattr(owner, name, module)
+        model.setup()
+        raise
+
+
+def _norm_modules(model: HookedTransformer) -> dict[tuple[torch.nn.Module, str], torch.nn.Module]:
+    """The norm modules a fold replaces, by (owner, attribute name)."""
+    owners: list[tuple[torch.nn.Module, str]] = [(model, "ln_final")]
+    for block in model.blocks:
+        owners += (
+            [(block, "ln1"), (block, "ln2"), (block.mlp, "ln")]
+            if hasattr(block, "mlp")
+            else [(block, "ln1")]
+        )
+    return {(owner, name): getattr(owner, name) for owner, name in owners if hasattr(owner, name)}
 
 
 def stream_and_process(
