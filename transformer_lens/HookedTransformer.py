@@ -112,19 +112,26 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
             )  # fmt: skip
         if stop_at_layer is not None:
             return residual
-        residual = self.ln_final(residual)
         if return_type is None:
+            self.ln_final(residual)  # its hooks fire as in a full forward
             return None
-        logits = self.unembed(residual)
-        if self.cfg.output_logits_soft_cap > 0:
-            cap = self.cfg.output_logits_soft_cap
-            logits = torch.tanh(logits / cap) * cap
+        logits = self.logits_from_residual(residual)
         if return_type == "logits":
             return logits
         if inputs.tokens is None:
             raise ValueError("A loss needs the tokens: pass tokens= when starting from a residual")
         loss = self.loss_fn(logits, inputs.tokens, inputs.attention_mask, per_token=loss_per_token)
         return loss if return_type == "loss" else Output(logits, loss)
+
+    def logits_from_residual(
+        self, residual: Float[Tensor, "batch pos d_model"]
+    ) -> Float[Tensor, "batch pos d_vocab_out"]:
+        """ln_final, the unembedding and the logit soft cap, on the final residual stream."""
+        logits = self.unembed(self.ln_final(residual))
+        if self.cfg.output_logits_soft_cap > 0:
+            cap = self.cfg.output_logits_soft_cap
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     def _run_blocks(
         self,

@@ -186,14 +186,22 @@ def decode_loop(
         else None
     )
     padded = not bool(mask.all())
+    n_layers = model.cfg.n_layers
     eos = torch.tensor(eos_ids, dtype=tokens.dtype, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     step_tokens, step_mask = tokens, mask
     for _ in tqdm(range(max_new_tokens), disable=not verbose):
+        # Only the last position's logits are needed: with a large vocabulary the
+        # unembedding of a whole prompt would cost more than the blocks.
         if cache is not None:
-            logits = model(step_tokens, attention_mask=step_mask, past_kv_cache=cache)
+            residual = model(
+                step_tokens, attention_mask=step_mask, past_kv_cache=cache, stop_at_layer=n_layers
+            )
         else:
-            logits = model(tokens, attention_mask=mask if padded else None)
+            residual = model(
+                tokens, attention_mask=mask if padded else None, stop_at_layer=n_layers
+            )
+        logits = model.logits_from_residual(residual[:, -1:])
         next_tokens = sampler(logits[:, -1], tokens, mask)
         if eos_ids:
             next_tokens = torch.where(finished, eos[0], next_tokens)
