@@ -100,3 +100,20 @@ def test_pattern_hook_sees_the_eager_pattern_and_can_edit_it():
 def test_soft_capped_attention_always_takes_the_eager_path():
     model = build(**VARIANTS["gqa-rotary"], attn_scores_soft_cap=2.0)
     assert not model.blocks[0].attn._fused_path_allowed()
+
+
+def test_zero_biases_are_skipped_only_while_they_stay_zero():
+    """Without gradients an all-zero bias is skipped (it would only cost an extra pass);
+    an in-place edit is seen at once through the tensor's version counter."""
+    from transformer_lens.components._bias import unless_zero
+
+    model = build(**VARIANTS["gqa-rotary"])
+    bias = model.unembed.b_U
+    with torch.no_grad():
+        assert unless_zero(bias) is None
+        before = model(TOKENS)
+        bias[3] = 5.0
+        assert unless_zero(bias) is bias
+        after = model(TOKENS)
+    assert_close(after[..., 3] - before[..., 3], torch.full_like(before[..., 3], 5.0), 1e-5, "b_U")
+    assert unless_zero(model.blocks[0].attn.b_Q) is model.blocks[0].attn.b_Q  # grad mode on

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from transformer_lens.components._bias import unless_zero
 from transformer_lens.components._layout import (
     head_input_parameter,
     head_output_parameter,
@@ -281,8 +282,10 @@ class Attention(nn.Module):
         bias: Float[Tensor, "weight_heads d_head"],
     ) -> Float[Tensor, "batch pos out_heads d_head"]:
         heads, _, d_head = weight.shape
+        used_bias = unless_zero(bias)
         if x.ndim == 3:
-            projected = F.linear(x, linear_weight_from_heads(weight), bias.reshape(-1))
+            flat_bias = None if used_bias is None else used_bias.reshape(-1)
+            projected = F.linear(x, linear_weight_from_heads(weight), flat_bias)
             return projected.unflatten(-1, (heads, d_head))
         batch, pos, input_heads, d_model = x.shape
         # Each weight head serves `repeat` consecutive input heads (ungrouped K/V inputs).
@@ -290,7 +293,8 @@ class Attention(nn.Module):
         # [heads, batch * pos * repeat, d_model]
         per_head = x.reshape(batch, pos, heads, repeat, d_model).permute(2, 0, 1, 3, 4)
         projected = torch.matmul(per_head.reshape(heads, -1, d_model), weight)
-        projected = projected + bias[:, None, :]
+        if used_bias is not None:
+            projected = projected + used_bias[:, None, :]
         projected = projected.view(heads, batch, pos, repeat, d_head).permute(1, 2, 0, 3, 4)
         return projected.reshape(batch, pos, input_heads, d_head)
 
@@ -365,4 +369,4 @@ class Attention(nn.Module):
             result = self.hook_result(torch.einsum("bphe,hed->bphd", z, self.W_O))
             return result.sum(dim=2) + self.b_O
         flat = z.reshape(z.shape[0], z.shape[1], -1)
-        return F.linear(flat, linear_weight_to_model(self.W_O), self.b_O)
+        return F.linear(flat, linear_weight_to_model(self.W_O), unless_zero(self.b_O))

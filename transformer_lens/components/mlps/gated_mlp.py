@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from transformer_lens.components._bias import unless_zero
 from transformer_lens.components._layout import matrix_parameter
 from transformer_lens.components.mlps.activation import resolve_activation
 from transformer_lens.hook_points import HookPoint
@@ -29,5 +30,7 @@ class GatedMLP(nn.Module):
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
         pre = self.hook_pre(F.linear(x, self.W_gate.T))
         pre_linear = self.hook_pre_linear(F.linear(x, self.W_in.T))
-        post = self.hook_post(self.act_fn(pre) * pre_linear + self.b_in)
-        return F.linear(post, self.W_out.T, self.b_out)
+        post = self.act_fn(pre) * pre_linear
+        b_in = unless_zero(self.b_in)
+        post = self.hook_post(post if b_in is None else post + b_in)
+        return F.linear(post, self.W_out.T, unless_zero(self.b_out))

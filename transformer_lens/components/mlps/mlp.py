@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from transformer_lens.components._bias import unless_zero
 from transformer_lens.components._layout import matrix_parameter
 from transformer_lens.components.layer_norm import LayerNorm
 from transformer_lens.components.mlps.activation import resolve_activation
@@ -34,6 +35,6 @@ class MLP(nn.Module):
         return self.act_fn(pre)
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
-        pre = self.hook_pre(F.linear(x, self.W_in.T, self.b_in))
+        pre = self.hook_pre(F.linear(x, self.W_in.T, unless_zero(self.b_in)))
         post = self.hook_post(self._activate(pre))
-        return F.linear(post, self.W_out.T, self.b_out)
+        return F.linear(post, self.W_out.T, unless_zero(self.b_out))
