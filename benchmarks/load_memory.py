@@ -80,9 +80,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as path:
         started = time.perf_counter()
         write_checkpoint(args.model, args.layers, args.dtype, path)
-        print(f"{args.model} shape, {args.layers} layers, {args.dtype}: checkpoint written in "
-              f"{time.perf_counter() - started:.0f}s")
-        results: dict[str, list[dict[str, float]]] = {"hf": [], "ours": [], "ours_no_processing": []}
+        print(
+            f"{args.model} shape, {args.layers} layers, {args.dtype}: checkpoint written in "
+            f"{time.perf_counter() - started:.0f}s"
+        )
+        results: dict[str, list[dict[str, float]]] = {
+            "hf": [],
+            "ours": [],
+            "ours_no_processing": [],
+        }
         for _ in range(args.rounds):  # interleaved, so that page-cache warmth is shared
             for kind in results:
                 results[kind].append(measure(kind, path, args.dtype))
@@ -91,7 +97,9 @@ def main() -> None:
     print(f"{'loader':<22}{'peak extra / model bytes':>26}{'seconds':>10}{'vs HF time':>12}")
     for kind, result in best.items():
         ratio = max(r["extra_bytes"] for r in results[kind]) / result["model_bytes"]
-        print(f"{kind:<22}{ratio:>26.2f}{result['seconds']:>10.2f}{result['seconds'] / hf_seconds:>12.2f}")
+        print(
+            f"{kind:<22}{ratio:>26.2f}{result['seconds']:>10.2f}{result['seconds'] / hf_seconds:>12.2f}"
+        )
     print("Targets: peak extra / model bytes <= 1.3; load time <= 1.5x Hugging Face's.")
 
 

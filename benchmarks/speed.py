@@ -100,7 +100,9 @@ def peak_transient_bytes(fn: Callable[[], object]) -> int:
     """Peak of live bytes allocated during fn, from the profiler's allocation records."""
     from torch.profiler import ProfilerActivity, profile
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    activities = [ProfilerActivity.CPU] + (
+        [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+    )
     with profile(activities=activities, profile_memory=True) as prof:
         fn()
     # Each op's own allocations minus frees, in start order (frees outside ops are "[memory]").
@@ -113,7 +115,9 @@ def peak_transient_bytes(fn: Callable[[], object]) -> int:
 
 
 def unique_parameter_bytes(model: torch.nn.Module) -> int:
-    storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in model.parameters()}
+    storages = {
+        p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in model.parameters()
+    }
     return sum(storages.values())
 
 
@@ -177,7 +181,11 @@ def generate_rows(hf, ours, device: str) -> list[tuple[str, float]]:
             ours.cfg.use_split_qkv_input = split
             try:
                 return ours.generate(
-                    prompt, max_new_tokens=new_tokens, do_sample=False, stop_at_eos=False, verbose=False
+                    prompt,
+                    max_new_tokens=new_tokens,
+                    do_sample=False,
+                    stop_at_eos=False,
+                    verbose=False,
                 )
             finally:
                 ours.cfg.use_split_qkv_input = False
@@ -191,12 +199,28 @@ def generate_rows(hf, ours, device: str) -> list[tuple[str, float]]:
         )  # fmt: skip
 
     seconds = interleaved(
-        {"hf": hf_generate, "ours": ours_generate(False), "ours_split": ours_generate(True)}, 3, device
+        {"hf": hf_generate, "ours": ours_generate(False), "ours_split": ours_generate(True)},
+        3,
+        device,
     )
     return [
         ("generate tokens/s / HF", seconds["hf"] / seconds["ours"]),
         ("generate (split input) tokens/s / HF", seconds["hf"] / seconds["ours_split"]),
     ]
+
+
+def print_top_ops(case: Case, hf, ours, device: str) -> None:
+    """Where the forward's time goes, for us and for HF eager (the floor is the matmuls)."""
+    from torch.profiler import profile
+
+    tokens = torch.randint(0, 1000, (case.batch, case.seq), device=device)
+    with torch.inference_mode():
+        for name, fn in (("HF eager", lambda: hf(tokens).logits), ("ours", lambda: ours(tokens))):
+            fn()
+            with profile() as prof:
+                fn()
+            table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=6)
+            print(f"  top ops, {name}:\n{table}")
 
 
 def main() -> None:
@@ -207,13 +231,18 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--quick", action="store_true", help="first and fourth cases only")
     parser.add_argument("--no-generate", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="print torch.profiler top ops of each forward"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     cases = [CASES[0], CASES[3]] if args.quick else CASES
-    print(f"device {args.device}, dtype {args.dtype}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, rounds {args.rounds} (medians)")
+    print(
+        f"device {args.device}, dtype {args.dtype}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, rounds {args.rounds} (medians)"
+    )
     for case in cases:
         hf, ours = build(case, args.device, dtype)
         rows = forward_rows(case, hf, ours, args.rounds, args.device)
@@ -222,6 +251,8 @@ def main() -> None:
         print(f"\n{case.name}")
         for label, value in rows:
             print(f"  {label:<40}{value:>8.3f}")
+        if args.profile:
+            print_top_ops(case, hf, ours, args.device)
         del hf, ours
 
 

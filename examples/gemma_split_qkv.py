@@ -70,11 +70,17 @@ def main() -> None:
     hf_model, origin = load_reference(args.n_layers, dtype)
     print(f"Model: {MODEL} ({origin}), dtype {args.dtype}")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "differs from official" (fewer layers), no tokenizer offline
-        model = HookedTransformer.from_pretrained_no_processing(MODEL, hf_model=hf_model, dtype=dtype)
+        warnings.simplefilter(
+            "ignore"
+        )  # "differs from official" (fewer layers), no tokenizer offline
+        model = HookedTransformer.from_pretrained_no_processing(
+            MODEL, hf_model=hf_model, dtype=dtype
+        )
     cfg = model.cfg
-    print(f"  {cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} query heads, "
-          f"{cfg.n_key_value_heads} key/value head(s), d_head {cfg.d_head}")
+    print(
+        f"  {cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} query heads, "
+        f"{cfg.n_key_value_heads} key/value head(s), d_head {cfg.d_head}"
+    )
 
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, cfg.d_vocab, (1, args.seq), generator=generator)
@@ -87,7 +93,12 @@ def main() -> None:
         split = model(prompt)
         materialised = model.run_with_hooks(
             prompt,
-            fwd_hooks=[(lambda n: n.endswith(("_q_input", "_k_input", "_v_input")), lambda x, hook: x.clone())],
+            fwd_hooks=[
+                (
+                    lambda n: n.endswith(("_q_input", "_k_input", "_v_input")),
+                    lambda x, hook: x.clone(),
+                )
+            ],
         )
     print("\nParity (max |logit difference|):")
     print(f"  HookedTransformer vs Hugging Face eager : {max_diff(plain, reference):.3e}")
@@ -108,8 +119,10 @@ def main() -> None:
                 prompt, names_filter=f"blocks.{layer}.attn.hook_z"
             )
     group = cfg.n_heads // (cfg.n_key_value_heads or cfg.n_heads)
-    print(f"\nPatched the key input of key/value head {kv_head} in layer {layer} with another "
-          f"prompt's residual (query heads {kv_head * group}..{kv_head * group + group - 1} read it).")
+    print(
+        f"\nPatched the key input of key/value head {kv_head} in layer {layer} with another "
+        f"prompt's residual (query heads {kv_head * group}..{kv_head * group + group - 1} read it)."
+    )
     print("  query head : mean |change in hook_z|")
     clean_z = clean_cache[f"blocks.{layer}.attn.hook_z"]
     patched_z = patched_cache[f"blocks.{layer}.attn.hook_z"]
