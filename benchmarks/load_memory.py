@@ -4,7 +4,8 @@ Writes a random-weight checkpoint of an official configuration (Gemma-2b width b
 fewer layers so that it fits beside everything else), then loads it in fresh processes:
   * HookedTransformer.from_pretrained(path)               (processed: fold_ln etc.)
   * HookedTransformer.from_pretrained_no_processing(path)
-  * transformers AutoModelForCausalLM.from_pretrained(path)
+  * transformers AutoModelForCausalLM.from_pretrained(path), which maps the file lazily,
+    and the same followed by one read of every weight ("hf_read")
 Each child reports its peak resident memory above what `import torch, transformers,
 transformer_lens` already costs, divided by the bytes of the model it built.
 
@@ -27,10 +28,13 @@ import torch, transformers, transformer_lens
 from transformer_lens import HookedTransformer
 warnings.simplefilter("ignore")
 kind, path, dtype = sys.argv[1], sys.argv[2], getattr(torch, sys.argv[3])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) * 1024
 start = time.perf_counter()
-if kind == "hf":
+if kind.startswith("hf"):
     model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    if kind == "hf_read":  # HF maps the file lazily; reading every weight once is fairer
+        for parameter in model.parameters():
+            parameter.data.sum()
 elif kind == "ours":
     model = HookedTransformer.from_pretrained(path, dtype=dtype)
 else:
@@ -76,10 +80,20 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--write", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write:
+        write_checkpoint(args.model, args.layers, args.dtype, args.write)
+        return
     with tempfile.TemporaryDirectory() as path:
         started = time.perf_counter()
-        write_checkpoint(args.model, args.layers, args.dtype, path)
+        # In a child process: a parent that held the model would pass its peak on to every
+        # child it forks (ru_maxrss survives exec), spoiling their measurements.
+        subprocess.run(
+            [sys.executable, __file__, "--write", path, "--model", args.model,
+             "--layers", str(args.layers), "--dtype", args.dtype],
+            check=True, capture_output=True,
+        )  # fmt: skip
         print(
             f"{args.model} shape, {args.layers} layers, {args.dtype}: checkpoint written in "
             f"{time.perf_counter() - started:.0f}s"

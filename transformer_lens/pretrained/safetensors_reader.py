@@ -56,15 +56,15 @@ class SafetensorsFile:
         item_size = torch.empty((), dtype=dtype).element_size()
         offset = self._data_start + entry["data_offsets"][0] + start * row_items * item_size
         count = (stop - start) * row_items * item_size
-        buffer = bytearray(count)
-        view, done = memoryview(buffer), 0
+        # Uninitialised memory (a zero-filled bytearray would touch every page twice).
+        raw = torch.empty(count, dtype=torch.uint8)
+        view, done = memoryview(raw.numpy()), 0
         while done < count:  # pread may return fewer bytes than asked for
             chunk = os.preadv(self._fd, [view[done:]], offset + done)
             if chunk == 0:
                 raise ValueError(f"{self.path}: truncated data for {key}")
             done += chunk
-        tensor = torch.frombuffer(buffer, dtype=dtype) if count else torch.empty(0, dtype=dtype)
-        return tensor.reshape([stop - start, *shape[1:]] if shape else [])
+        return raw.view(dtype).reshape([stop - start, *shape[1:]] if shape else [])
 
     def close(self) -> None:
         os.close(self._fd)
