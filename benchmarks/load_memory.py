@@ -100,6 +100,7 @@ def main() -> None:
         )
         results: dict[str, list[dict[str, float]]] = {
             "hf": [],
+            "hf_read": [],
             "ours": [],
             "ours_no_processing": [],
         }
