@@ -61,6 +61,11 @@ def load_pretrained(
             "Training checkpoints are not supported for this model family yet"
         )
     hf_config, location = _resolve(model_name, hf_model)
+    if hf_model is None and location is None:
+        # An official name: the checkpoint's own config.json, not our table, describes the
+        # weights we are about to read (the table is for resolving names offline).
+        location = _snapshot(official_models.get_official_model_name(model_name), hub_kwargs)
+        hf_config, _ = _resolve(location, None)
     cfg = get_pretrained_model_config(
         model_name,
         hf_cfg=hf_config,
@@ -219,19 +224,25 @@ def _warn_if_not_official(official: str, hf_config: Any) -> None:
 def _directory_source(
     model_name: str, location: str | None, hub_kwargs: dict[str, Any]
 ) -> sources.TensorSource:
-    if location is not None:
-        return sources.from_directory(location)
-    official = official_models.get_official_model_name(model_name)
+    if location is None:
+        location = _snapshot(official_models.get_official_model_name(model_name), hub_kwargs)
+    return sources.from_directory(location)
+
+
+def _snapshot(official: str, hub_kwargs: dict[str, Any]) -> str:
+    """A local directory with the official checkpoint: the Hugging Face cache first (works
+    offline), else a download."""
     from huggingface_hub import snapshot_download
 
     patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model"]
-    try:  # the local Hugging Face cache first, so cached models load offline
-        path = snapshot_download(
-            official, allow_patterns=patterns, local_files_only=True, **hub_kwargs
+    try:
+        return str(
+            snapshot_download(
+                official, allow_patterns=patterns, local_files_only=True, **hub_kwargs
+            )
         )
     except Exception:
-        path = snapshot_download(official, allow_patterns=patterns, **hub_kwargs)
-    return sources.from_directory(path)
+        return str(snapshot_download(official, allow_patterns=patterns, **hub_kwargs))
 
 
 def _load_tokenizer(name_or_path: str | None, local_only: bool) -> Any:

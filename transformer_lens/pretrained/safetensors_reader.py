@@ -58,7 +58,7 @@ class SafetensorsFile:
         count = (stop - start) * row_items * item_size
         # Uninitialised memory (a zero-filled bytearray would touch every page twice).
         raw = torch.empty(count, dtype=torch.uint8)
-        view, done = memoryview(raw.numpy()), 0
+        view, done = raw.numpy().data, 0
         while done < count:  # pread may return fewer bytes than asked for
             chunk = os.preadv(self._fd, [view[done:]], offset + done)
             if chunk == 0:
