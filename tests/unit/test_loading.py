@@ -487,3 +487,23 @@ def test_left_padded_text_batch_matches_each_prompt_alone(hf_gemma, tiny_tokeniz
         alone = model(prompt)
         length = alone.shape[1]
         assert_close(logits[row, -length:], alone[0], atol=1e-5, what=prompt)
+
+
+def test_official_name_loads_from_the_local_hub_cache_with_its_own_config(tmp_path):
+    """An official name finds its snapshot in the Hugging Face cache with no network, and
+    the snapshot's config.json (here: a 2-layer tiny model) describes the weights, not the
+    shipped table (18 layers)."""
+    from transformers import GemmaForCausalLM
+
+    snapshot = tmp_path / "models--google--gemma-2b" / "snapshots" / "0123abcd"
+    torch.manual_seed(0)
+    hf = GemmaForCausalLM(tiny_gemma_config()).eval()
+    hf.save_pretrained(snapshot)
+    (tmp_path / "models--google--gemma-2b" / "refs").mkdir()
+    (tmp_path / "models--google--gemma-2b" / "refs" / "main").write_text("0123abcd")
+    with pytest.warns(UserWarning):  # no tokenizer files in the snapshot
+        model = HookedTransformer.from_pretrained_no_processing("gemma-2b", cache_dir=str(tmp_path))
+    assert model.cfg.n_layers == 2 and model.cfg.d_model == 64
+    tokens = torch.randint(0, 101, (1, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert_close(model(tokens), hf(tokens).logits, 1e-5, "logits from the cached snapshot")
