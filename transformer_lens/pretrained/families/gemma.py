@@ -5,19 +5,16 @@ from typing import Any
 
 from transformer_lens.pretrained.adapter import (
     Adapter,
-    heads_in,
-    heads_out,
     hf,
     plus_one,
     times_sqrt_d_model,
-    transposed,
-    zeros,
 )
 from transformer_lens.pretrained.families.hf_config import (
     default_rope_theta,
     head_dim,
     must_be_false,
 )
+from transformer_lens.pretrained.families.llama_like import LAYER, LLAMA_LIKE
 from transformer_lens.pretrained.official import OfficialModel
 
 
@@ -26,8 +23,6 @@ def _gemma_activation(hf_config: Any) -> str:
     name = getattr(hf_config, "hidden_activation", None) or hf_config.hidden_act
     return "gelu_pytorch_tanh" if name in ("gelu", "gelu_pytorch_tanh") else name
 
-
-LAYER = "model.layers.{i}"
 
 GEMMA = Adapter(
     architectures=("GemmaForCausalLM",),
@@ -52,32 +47,13 @@ GEMMA = Adapter(
         "gated_mlp": True,
         "final_rms": True,
     },
+    # Llama's weight layout, with Gemma's scaled embedding and 1 + w norms.
     weights={
+        **LLAMA_LIKE.weights,
         "embed.W_E": hf("model.embed_tokens.weight", transform=times_sqrt_d_model),
         "blocks.{i}.ln1.w": hf(f"{LAYER}.input_layernorm.weight", transform=plus_one),
         "blocks.{i}.ln2.w": hf(f"{LAYER}.post_attention_layernorm.weight", transform=plus_one),
-        "blocks.{i}.attn.W_Q": hf(
-            f"{LAYER}.self_attn.q_proj.weight", transform=heads_in("n_heads")
-        ),
-        "blocks.{i}.attn._W_K": hf(
-            f"{LAYER}.self_attn.k_proj.weight", transform=heads_in("n_key_value_heads")
-        ),
-        "blocks.{i}.attn._W_V": hf(
-            f"{LAYER}.self_attn.v_proj.weight", transform=heads_in("n_key_value_heads")
-        ),
-        "blocks.{i}.attn.W_O": hf(f"{LAYER}.self_attn.o_proj.weight", transform=heads_out),
-        "blocks.{i}.attn.b_Q": zeros("n_heads", "d_head"),
-        "blocks.{i}.attn._b_K": zeros("n_key_value_heads", "d_head"),
-        "blocks.{i}.attn._b_V": zeros("n_key_value_heads", "d_head"),
-        "blocks.{i}.attn.b_O": zeros("d_model"),
-        "blocks.{i}.mlp.W_gate": hf(f"{LAYER}.mlp.gate_proj.weight", transform=transposed),
-        "blocks.{i}.mlp.W_in": hf(f"{LAYER}.mlp.up_proj.weight", transform=transposed),
-        "blocks.{i}.mlp.W_out": hf(f"{LAYER}.mlp.down_proj.weight", transform=transposed),
-        "blocks.{i}.mlp.b_in": zeros("d_mlp"),
-        "blocks.{i}.mlp.b_out": zeros("d_model"),
         "ln_final.w": hf("model.norm.weight", transform=plus_one),
-        "unembed.W_U": hf("lm_head.weight", "model.embed_tokens.weight", transform=transposed),
-        "unembed.b_U": zeros("d_vocab_out"),
     },
     handled_fields=frozenset(
         {
