@@ -7,6 +7,7 @@ from transformer_lens.components.grouped_query_attention import GroupedQueryAtte
 from transformer_lens.components.layer_norm import LayerNorm, LayerNormPre
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
 from transformer_lens.components.mlps.mlp import MLP
+from transformer_lens.components.mlps.moe import MoE
 from transformer_lens.components.pos_embed import PosEmbed
 from transformer_lens.components.rms_norm import RMSNorm, RMSNormPre
 from transformer_lens.components.transformer_block import TransformerBlock
@@ -21,6 +22,7 @@ __all__ = [
     "LayerNorm",
     "LayerNormPre",
     "MLP",
+    "MoE",
     "PosEmbed",
     "RMSNorm",
     "RMSNormPre",
