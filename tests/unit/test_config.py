@@ -214,3 +214,17 @@ def test_config_with_default_rotary_base_can_be_copied():
     )
     assert HookedTransformerConfig.from_dict(cfg.to_dict()) == cfg
     assert HookedTransformer(cfg).cfg == cfg
+
+
+def test_mixture_of_experts_is_refused_clearly():
+    from transformer_lens import HookedTransformer
+    from transformer_lens.components import MoE
+
+    with pytest.raises(NotImplementedError, match="not supported"):
+        MoE()
+    cfg = HookedTransformerConfig(
+        n_layers=1, d_model=16, n_ctx=8, d_head=4, d_vocab=20, act_fn="silu",
+        num_experts=4, experts_per_token=2,
+    )  # fmt: skip
+    with pytest.raises(NotImplementedError, match="xperts"):
+        HookedTransformer(cfg)
