@@ -55,26 +55,8 @@ GEMMA = Adapter(
         "blocks.{i}.ln2.w": hf(f"{LAYER}.post_attention_layernorm.weight", transform=plus_one),
         "ln_final.w": hf("model.norm.weight", transform=plus_one),
     },
-    handled_fields=frozenset(
-        {
-            "vocab_size",
-            "hidden_size",
-            "intermediate_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "num_key_value_heads",
-            "head_dim",
-            "hidden_act",
-            "hidden_activation",
-            "max_position_embeddings",
-            "rms_norm_eps",
-            "rope_parameters",
-            "rope_theta",
-            "rope_scaling",
-            "attention_bias",
-            "use_bidirectional_attention",
-        }
-    ),  # fmt: skip
+    handled_fields=LLAMA_LIKE.handled_fields
+    | {"hidden_activation", "attention_bias", "use_bidirectional_attention"},
 )
 
 ADAPTERS = (GEMMA,)

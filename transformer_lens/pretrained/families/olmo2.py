@@ -19,16 +19,20 @@ from typing import Any
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained.adapter import Adapter, heads_in, heads_out, hf, transposed, zeros
+from transformer_lens.pretrained.adapter import Adapter, hf
 from transformer_lens.pretrained.families.hf_config import default_rope_theta, head_dim
 from transformer_lens.pretrained.families.llama_like import (
     ATTENTION,
     LAYER,
+    LLAMA_LIKE,
     capped_context,
     grouped_kv_heads,
     optional_bias,
 )
 from transformer_lens.pretrained.official import OfficialModel
+
+# OLMo-2 has no norms before attention or the MLP, only after them.
+_PRE_NORMS = ("blocks.{i}.ln1.w", "blocks.{i}.ln2.w")
 
 UNSUPPORTED = (
     "Olmo2ForCausalLM: OLMo-2's full-width q/k norm and post-only norms are not supported yet "
@@ -69,16 +73,9 @@ OLMO2 = Adapter(
         "gated_mlp": True,
         "final_rms": True,
     },
+    # Llama's weight layout without pre-norms, with post-norms and q/k norms.
     weights={
-        "embed.W_E": hf("model.embed_tokens.weight"),
-        "blocks.{i}.attn.W_Q": hf(f"{ATTENTION}.q_proj.weight", transform=heads_in("n_heads")),
-        "blocks.{i}.attn._W_K": hf(
-            f"{ATTENTION}.k_proj.weight", transform=heads_in("n_key_value_heads")
-        ),
-        "blocks.{i}.attn._W_V": hf(
-            f"{ATTENTION}.v_proj.weight", transform=heads_in("n_key_value_heads")
-        ),
-        "blocks.{i}.attn.W_O": hf(f"{ATTENTION}.o_proj.weight", transform=heads_out),
+        **{k: v for k, v in LLAMA_LIKE.weights.items() if k not in _PRE_NORMS},
         "blocks.{i}.attn.b_Q": optional_bias("q_proj", "n_heads"),
         "blocks.{i}.attn._b_K": optional_bias("k_proj", "n_key_value_heads"),
         "blocks.{i}.attn._b_V": optional_bias("v_proj", "n_key_value_heads"),
@@ -86,34 +83,9 @@ OLMO2 = Adapter(
         "blocks.{i}.attn.q_norm.w": hf(f"{ATTENTION}.q_norm.weight", transform=refuse_weight),
         "blocks.{i}.attn.k_norm.w": hf(f"{ATTENTION}.k_norm.weight", transform=refuse_weight),
         "blocks.{i}.ln1_post.w": hf(f"{LAYER}.post_attention_layernorm.weight"),
-        "blocks.{i}.mlp.W_gate": hf(f"{LAYER}.mlp.gate_proj.weight", transform=transposed),
-        "blocks.{i}.mlp.W_in": hf(f"{LAYER}.mlp.up_proj.weight", transform=transposed),
-        "blocks.{i}.mlp.W_out": hf(f"{LAYER}.mlp.down_proj.weight", transform=transposed),
-        "blocks.{i}.mlp.b_in": zeros("d_mlp"),
-        "blocks.{i}.mlp.b_out": zeros("d_model"),
         "blocks.{i}.ln2_post.w": hf(f"{LAYER}.post_feedforward_layernorm.weight"),
-        "ln_final.w": hf("model.norm.weight"),
-        "unembed.W_U": hf("lm_head.weight", "model.embed_tokens.weight", transform=transposed),
-        "unembed.b_U": zeros("d_vocab_out"),
     },
-    handled_fields=frozenset(
-        {
-            "vocab_size",
-            "hidden_size",
-            "intermediate_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "num_key_value_heads",
-            "head_dim",
-            "hidden_act",
-            "max_position_embeddings",
-            "rms_norm_eps",
-            "rope_parameters",
-            "rope_theta",
-            "rope_scaling",
-            "attention_bias",
-        }
-    ),  # fmt: skip
+    handled_fields=LLAMA_LIKE.handled_fields | {"attention_bias"},
 )
 
 ADAPTERS = (OLMO2,)
