@@ -5,6 +5,8 @@ import copy
 import torch
 from torch import Tensor
 
+from transformer_lens.verification.reference import cast_like_from_pretrained
+
 
 def tiny_gemma_config(num_key_value_heads: int = 1, **overrides):
     from transformers import GemmaConfig
@@ -47,13 +49,7 @@ def assert_close(actual: Tensor, expected: Tensor, atol: float, what: str = "") 
 
 def bfloat16_like_from_pretrained(model: torch.nn.Module) -> torch.nn.Module:
     """A bfloat16 copy whose rotary inverse frequencies stay float32, as HF keeps them."""
-    copied = copy.deepcopy(model)
-    frequencies = {n: b for n, b in copied.named_buffers() if "inv_freq" in n}
-    copied.to(torch.bfloat16)
-    for name, buffer in frequencies.items():
-        owner = copied.get_submodule(name.rsplit(".", 1)[0])
-        setattr(owner, name.rsplit(".", 1)[1], buffer)
-    return copied
+    return cast_like_from_pretrained(copy.deepcopy(model), torch.bfloat16)
 
 
 def eager_attention(model):

@@ -71,9 +71,17 @@ class PlannedWeight:
 
     def load(self, cfg: HookedTransformerConfig, get_tensor: Callable[[str], Tensor]) -> Tensor:
         if self.hf_key is not None:
-            return self.source.transform(get_tensor(self.hf_key), cfg)
+            return self.made_from(get_tensor(self.hf_key), cfg)
         assert self.source.build is not None, f"{self.key} has neither an HF key nor a builder"
         return self.source.build(cfg)
+
+    def made_from(self, hf_tensor: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+        """Our weight from HF's tensor (or a block of its rows). The tensor is first rounded
+        to the model's dtype, as HF's from_pretrained(dtype=...) holds it, so that transforms
+        computed in float32 (Gemma's 1 + w, its embedding scale) start from HF's values."""
+        if hf_tensor.is_floating_point() and hf_tensor.dtype != cfg.dtype:
+            hf_tensor = hf_tensor.to(cfg.dtype)
+        return self.source.transform(hf_tensor, cfg)
 
 
 def plan_state_dict(

@@ -42,6 +42,7 @@ def load_pretrained(
     dtype: str | torch.dtype = "float32",
     first_n_layers: int | None = None,
     n_ctx: int | None = None,
+    progress_bar: bool = False,
     **from_pretrained_kwargs: Any,
 ) -> Any:
     if model_name.lower().startswith("t5"):
@@ -94,7 +95,7 @@ def load_pretrained(
     )
     with source:
         planned = plan_state_dict(adapter_for(hf_config), model.cfg, source.keys())
-        stream_and_process(model, planned, source, flags)
+        stream_and_process(model, planned, source, flags, progress_bar)
     if move_to_device and model.cfg.device is not None:
         model.to(model.cfg.device, print_details=False)
     logging.info("Loaded pretrained model %s into HookedTransformer", model_name)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from transformer_lens import weight_processing
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
@@ -82,13 +83,17 @@ def stream_and_process(
     planned: list[PlannedWeight],
     source: TensorSource,
     flags: ProcessingFlags,
+    progress_bar: bool = False,
 ) -> None:
     """Read, process and copy one piece at a time into the model's parameters."""
     loader = _StreamingLoader(model, source, flags)
     tie = _keeps_unembedding_tied(planned, source, loader.cfg, loader.steps)
     if tie:
         planned = [w for w in planned if w.key != "unembed.W_U"]
-    for layers, unembed, piece in _pieces(planned):
+    pieces = list(_pieces(planned))
+    for layers, unembed, piece in tqdm(
+        pieces, desc="Loading weights", unit="piece", disable=not progress_bar, leave=False
+    ):
         loader.load_piece(piece, layers, unembed)
     if tie:
         model.unembed.tie_to(model.embed)

@@ -48,7 +48,7 @@ def load_block(
     stop: int,
 ) -> Tensor:
     assert weight.hf_key is not None
-    return weight.source.transform(source.get_rows(weight.hf_key, start, stop), cfg)
+    return weight.made_from(source.get_rows(weight.hf_key, start, stop), cfg)
 
 
 def block_index(axis: int, start: int, stop: int) -> tuple[slice, ...]:
