@@ -61,12 +61,15 @@ class ActivationCache(CacheAnalysisMixin):
         return iter(self.cache_dict)
 
     def keys(self) -> KeysView[str]:
+        """The full hook names held, in the order they were cached."""
         return self.cache_dict.keys()
 
     def values(self) -> ValuesView[Tensor]:
+        """The cached tensors, in the same order as `keys()`."""
         return self.cache_dict.values()
 
     def items(self) -> ItemsView[str, Tensor]:
+        """(full hook name, tensor) pairs."""
         return self.cache_dict.items()
 
     def __repr__(self) -> str:

@@ -38,10 +38,12 @@ class FactoredMatrix:
 
     @property
     def ndim(self) -> int:
+        """Number of dims of the represented matrix: leading dims + 2."""
         return len(self.shape)
 
     @property
     def pair(self) -> tuple[Float[Tensor, "... ldim mdim"], Float[Tensor, "... mdim rdim"]]:
+        """The factors (A, B), broadcast to the common leading dims."""
         return self.A, self.B
 
     @property
@@ -58,6 +60,7 @@ class FactoredMatrix:
 
     @property
     def T(self) -> FactoredMatrix:
+        """The transpose [..., rdim, ldim], as factors (Bᵀ, Aᵀ)."""
         return FactoredMatrix(self.B.transpose(-2, -1), self.A.transpose(-2, -1))
 
     def __matmul__(
@@ -110,14 +113,17 @@ class FactoredMatrix:
 
     @property
     def U(self) -> Float[Tensor, "... ldim k"]:
+        """Left singular vectors of AB, as columns [..., ldim, k] (see `svd`)."""
         return self._svd[0]
 
     @property
     def S(self) -> Float[Tensor, "... k"]:
+        """Singular values of AB [..., k], in descending order (see `svd`)."""
         return self._svd[1]
 
     @property
     def Vh(self) -> Float[Tensor, "... rdim k"]:
+        """Right singular vectors of AB, as columns [..., rdim, k]: AB = U diag(S) Vhᵀ."""
         return self._svd[2]
 
     @property

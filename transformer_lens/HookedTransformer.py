@@ -43,6 +43,9 @@ _FLAGGED_HOOKS = {
 
 
 class Output(NamedTuple):
+    """What `forward(..., return_type="both")` returns: logits [batch, pos, d_vocab_out] and
+    the loss (a scalar, or [batch, pos - 1] with loss_per_token)."""
+
     logits: Logits
     loss: Tensor
 
@@ -101,6 +104,35 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         stop_at_layer: int | None = None,
         past_kv_cache: HookedTransformerKeyValueCache | None = None,
     ) -> Any:
+        """Run the model and return logits, a loss, both, or nothing.
+
+        input: a string or list of strings, tokenized with prepend_bos and padding_side
+        (defaults: cfg.default_prepend_bos and the model's default_padding_side; a padded batch
+        gets its attention mask automatically); token ids [batch, pos] or [pos]; or, with
+        start_at_layer, the residual stream [batch, pos, d_model] entering that block.
+
+        return_type: "logits" gives [batch, pos, d_vocab_out]; "loss" the mean next-token
+        cross-entropy, or [batch, pos - 1] with loss_per_token; "both" an `Output(logits,
+        loss)`; None runs ln_final (so its hooks fire) and returns None.
+
+        attention_mask: [batch, pos], 1 for real tokens and 0 for padding (int or bool). Padded
+        keys are never attended to, positions count from each row's first real token, and
+        predictions touching padding are left out of the loss. A mask passed here replaces the
+        one computed for text input.
+
+        past_kv_cache: a `HookedTransformerKeyValueCache` (see its `init_cache`). The input then
+        holds only the new positions: they attend to the cached ones, their positions follow
+        on, and their keys and values are appended unless the cache is frozen. attention_mask,
+        if given, covers the new positions only. A forward that raises leaves the cache as it
+        was.
+
+        start_at_layer / stop_at_layer: run only blocks[start_at_layer:stop_at_layer] (slice
+        semantics, so negative values count from n_layers). With stop_at_layer, the residual
+        stream [batch, pos, d_model] after the last block run is returned, whatever
+        return_type says. With start_at_layer, pass tokens= ([batch, pos]) to get a loss, and
+        on a shortformer model shortformer_pos_embed= ([batch, pos, d_model], added to the
+        query and key inputs only); both are ignored when starting from text or tokens.
+        """
         if return_type not in ("logits", "loss", "both", None):
             raise ValueError(
                 f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}"
@@ -184,6 +216,10 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         attention_mask: Int[Tensor, "batch pos"] | None = None,
         per_token: bool = False,
     ) -> Tensor:
+        """Next-token cross-entropy of logits [batch, pos, d_vocab_out] against tokens
+        [batch, pos], in float32: the mean, or [batch, pos - 1] with per_token. With an
+        attention_mask, a prediction counts only if the token it reads and the token it
+        predicts are both real; per token, the others are 0."""
         return utils.lm_cross_entropy_loss(logits, tokens, attention_mask, per_token)
 
     # ----- hooks -----------------------------------------------------------------------
@@ -203,19 +239,38 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         return f"{name} only fires when cfg.{flag} is True; {how} first"
 
     def set_use_attn_result(self, use_attn_result: bool) -> None:
+        """Turn on or off `attn.hook_result`, each head's output [batch, pos, head_index,
+        d_model] before heads are summed. Costs a tensor n_heads times the size of the
+        residual per layer, and a slower einsum for the output projection; grouping makes no
+        difference (heads here are query heads)."""
         self.cfg.use_attn_result = use_attn_result
 
     def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
+        """Turn on or off `hook_q_input` [batch, pos, head_index, d_model] and `hook_k_input`
+        / `hook_v_input` [batch, pos, kv_head_index, d_model]: the residual fed to each head's
+        Q, K and V separately, before ln1. On a grouped model the K/V inputs have one entry per
+        key/value head (per query head once ungrouped). The inputs are broadcast views, so
+        they cost nothing until a hook is attached; a hooked input is copied (one residual
+        per head) and projected head by head. Refused while use_attn_in is on."""
         if use_split_qkv_input and self.cfg.use_attn_in:
             raise ValueError("use_attn_in is on; turn it off before enabling use_split_qkv_input")
         self.cfg.use_split_qkv_input = use_split_qkv_input
 
     def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
+        """Turn on or off `hook_mlp_in` [batch, pos, d_model], the residual the MLP reads
+        (before ln2). Costs one copy of the residual per layer. Refused on attention-only
+        models."""
         if use_hook_mlp_in and self.cfg.attn_only:
             raise ValueError("hook_mlp_in cannot be used with an attention-only model")
         self.cfg.use_hook_mlp_in = use_hook_mlp_in
 
     def set_use_attn_in(self, use_attn_in: bool) -> None:
+        """Turn on or off `hook_attn_in` [batch, pos, head_index, d_model]: one residual per
+        query head, read by that head's Q, K and V, before ln1. Free until hooked; a hooked
+        input is copied (n_heads times the residual) and projected head by head, keys and
+        values included. Every query head needs keys and values of its own, so a grouped model
+        must be ungrouped first (`set_ungroup_grouped_query_attention(True)`, with its memory
+        cost); otherwise this raises. Refused while use_split_qkv_input is on."""
         if use_attn_in:
             check_attn_in_allowed(self.cfg)
             if self.cfg.use_split_qkv_input:
@@ -225,6 +280,12 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         self.cfg.use_attn_in = use_attn_in
 
     def set_ungroup_grouped_query_attention(self, ungroup: bool) -> None:
+        """On a grouped-query model, show keys and values per query head: hook_k, hook_v,
+        hook_rot_k, hook_k_input, hook_v_input and the key/value cache get n_heads heads
+        instead of n_key_value_heads, each key/value head repeated for the query heads that
+        read it. This multiplies the memory of keys, values and the cache by the group size;
+        outputs do not change. Needed for use_attn_in, so it cannot be turned off while that
+        is on. No effect on models that are not grouped."""
         if not ungroup and self.cfg.use_attn_in and self.cfg.is_grouped:
             raise ValueError(
                 "use_attn_in needs ungrouped attention on this model; turn it off first"
@@ -270,6 +331,9 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         fold_value_biases: bool = True,
         refactor_factored_attn_matrices: bool = False,
     ) -> None:
+        """Process a state dict with the given steps (see `from_pretrained`), in float32,
+        then load it with the checks of `load_state_dict`. With fold_ln the norms become
+        LNPre/RMSPre; if loading is refused, the model is left as it was."""
         from transformer_lens.pretrained.processing import ProcessingFlags, load_and_process
 
         flags = ProcessingFlags(
@@ -288,6 +352,8 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         center_unembed: bool = True,
         refactor_factored_attn_matrices: bool = False,
     ) -> None:
+        """Process the model's own weights in place with the given steps (see
+        `from_pretrained`); value biases are always folded."""
         self.load_and_process_state_dict(
             self.state_dict(),
             fold_ln=fold_ln,
@@ -313,6 +379,8 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
 
     # ----- devices and sizes -----------------------------------------------------------
     def to(self, *args: Any, print_details: bool = True, **kwargs: Any) -> HookedTransformer:  # type: ignore[override]
+        """`nn.Module.to` that also records the new device and dtype in cfg and keeps tied
+        embeddings tied; logs the move unless print_details is False. Returns the model."""
         device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
         if device is not None:
             self.cfg.device = device
@@ -327,12 +395,15 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         return moved
 
     def cuda(self, device: int | torch.device | None = None) -> HookedTransformer:  # type: ignore[override]
+        """Move to a CUDA device ("cuda" by default) through `to`."""
         return self.to("cuda" if device is None else device)
 
     def cpu(self) -> HookedTransformer:
+        """Move to the CPU through `to`."""
         return self.to("cpu")
 
     def mps(self) -> HookedTransformer:
+        """Move to Apple's MPS device through `to`."""
         return self.to("mps")
 
     def n_params(self) -> int:
@@ -343,12 +414,45 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
     # ----- loading -----------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, model_name: str, **kwargs: Any) -> HookedTransformer:
+        """Load a pretrained decoder-only model, processing its weights as they stream in.
+
+        model_name is one of:
+        - an official name or alias (case-insensitive; `loading.OFFICIAL_MODEL_NAMES`): the
+          checkpoint comes from the Hugging Face cache, or is downloaded when absent
+          (`revision`, `cache_dir`, `token` go to the hub);
+        - a local directory with a Hugging Face checkpoint (config.json, *.safetensors, and
+          ideally tokenizer files);
+        - any name together with hf_model=, an already loaded Hugging Face model whose
+          weights are read (a warning if model_name is official and the configs differ).
+        With a directory or hf_model no network call is made: the tokenizer comes from the
+        directory, or from the local cache under the model's name; when none is found the model
+        works on token ids and says so in a warning. tokenizer= supplies one instead.
+
+        Processing, each step leaving the outputs unchanged up to rounding: fold_ln (folds the
+        norm weights into the weights that read them, so LN/RMS become LNPre/RMSPre),
+        center_writing_weights (removes the d_model mean of what is written to the residual;
+        LayerNorm models only, skipped with a warning otherwise), center_unembed (removes the
+        vocabulary mean of W_U and b_U; skipped with a soft cap), fold_value_biases (b_V into
+        b_O) are on by default; refactor_factored_attn_matrices (QK and OV in balanced SVD
+        form) is off. `from_pretrained_no_processing` turns all of them off.
+
+        dtype (or torch_dtype): the model's dtype, a torch.dtype or its name (default
+        float32); checkpoint tensors are rounded to it, processed in float32, then stored in
+        it. device: where the model is moved once loaded (move_to_device=False skips the
+        move). first_n_layers: keep only the first n blocks. n_ctx: a shorter
+        (or, with a warning, longer) context. progress_bar: a tqdm bar over the weight pieces.
+        default_prepend_bos / default_padding_side: the defaults for text input. Quantised
+        loading and training checkpoints are refused; unknown keyword arguments raise
+        TypeError.
+        """
         from transformer_lens.pretrained.loader import load_pretrained
 
         return load_pretrained(cls, model_name, **kwargs)
 
     @classmethod
     def from_pretrained_no_processing(cls, model_name: str, **kwargs: Any) -> HookedTransformer:
+        """`from_pretrained` with every weight-processing step off (processing flags passed
+        here are overridden), so the weights are the checkpoint's, cast to dtype."""
         kwargs.update(
             fold_ln=False,
             center_writing_weights=False,

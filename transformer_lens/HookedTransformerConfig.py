@@ -249,6 +249,7 @@ class HookedTransformerConfig:
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any]) -> HookedTransformerConfig:
+        """A config from a dict of field values; unknown field names raise ValueError."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(config_dict) - known)
         if unknown:
@@ -273,9 +274,11 @@ class HookedTransformerConfig:
         return self
 
     def is_layer_norm_activation(self) -> bool:
+        """Whether act_fn ends in "_ln" (SoLU followed by a LayerNorm, "solu_ln")."""
         return self.act_fn is not None and self.act_fn.endswith("_ln")
 
     def set_seed_everywhere(self, seed: int) -> None:
+        """Seed torch, Python's `random` and NumPy's global generators with `seed`."""
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed)

@@ -15,6 +15,8 @@ Tokens = str | int | list[int] | Int[Tensor, "..."]
 
 
 class CacheAnalysisMixin(ComponentResultsMixin):
+    """ActivationCache's residual decompositions, norm application and logit attributions."""
+
     def accumulated_resid(
         self,
         layer: int | None = None,

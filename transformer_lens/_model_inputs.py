@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 
 
 class ModelInputs(NamedTuple):
+    """A forward's checked inputs: tokens [batch, pos] (None when starting from a residual
+    without tokens=), the residual [batch, pos, d_model] (only with start_at_layer), positions
+    [batch or 1, pos], key_padding_mask [batch, key_pos] (True for real keys, cached ones
+    included; None only when no key is padding) and attention_mask [batch, pos], the 0/1 mask
+    of this forward's own positions that the loss uses (None without one)."""
+
     tokens: Int[Tensor, "batch pos"] | None
     residual: Float[Tensor, "batch pos d_model"] | None
     positions: Int[Tensor, "batch_or_1 pos"]
@@ -33,6 +39,8 @@ def prepare_inputs(
     padding_side: str | None,
     past_kv_cache: HookedTransformerKeyValueCache | None = None,
 ) -> ModelInputs:
+    """Check and normalise forward's arguments (tokenizing text, building positions and
+    masks, extending past_kv_cache's mask); raises a clear error for bad input."""
     residual = None
     if start_at_layer is not None:
         residual = check_residual(model, input)

@@ -16,6 +16,10 @@ _DERIVED_BUFFERS = ("attn.rotary_sin", "attn.rotary_cos")
 def check_and_complete_state_dict(
     model: nn.Module, state_dict: Mapping[str, Any], strict: bool
 ) -> dict[str, Tensor]:
+    """The entries of `state_dict` to load into `model`: raises one ValueError naming every
+    missing or unexpected key (when strict) and every wrongly shaped one, and TypeError for
+    non-tensor values. Classic attn.mask/attn.IGNORE buffers and rotary tables are dropped
+    (the model keeps its own tables)."""
     expected = model.state_dict()
     incoming = {k: v for k, v in state_dict.items() if not k.endswith(_IGNORED_CLASSIC_BUFFERS)}
     not_tensors = {k: type(v).__name__ for k, v in incoming.items() if not isinstance(v, Tensor)}

@@ -20,6 +20,9 @@ TextOrTokens = str | list[str] | Int[Tensor, "batch pos"] | Int[Tensor, " pos"]
 
 
 class TextMethodsMixin:
+    """HookedTransformer's tokenizer methods (to_tokens, to_string, to_str_tokens, ...) and
+    generate."""
+
     # Provided by HookedTransformer.
     cfg: HookedTransformerConfig
     tokenizer: Any

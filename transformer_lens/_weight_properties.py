@@ -17,6 +17,10 @@ from transformer_lens.utils import composition_scores
 
 
 class WeightPropertiesMixin:
+    """HookedTransformer's weight views: W_E, W_U, b_U, W_pos, the per-layer weights stacked
+    along a new first axis (W_Q ... b_out; fresh copies, so editing one leaves the model
+    alone), the QK/OV circuits, and analyses built on them."""
+
     # Provided by HookedTransformer.
     cfg: HookedTransformerConfig
     blocks: Any
@@ -35,18 +39,23 @@ class WeightPropertiesMixin:
 
     @property
     def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
+        """Token embedding [d_vocab, d_model] (the parameter itself, not a copy)."""
         return self.embed.W_E
 
     @property
     def W_U(self) -> Float[Tensor, "d_model d_vocab_out"]:
+        """Unembedding [d_model, d_vocab_out] (the parameter itself, not a copy)."""
         return self.unembed.W_U
 
     @property
     def b_U(self) -> Float[Tensor, " d_vocab_out"]:
+        """Unembedding bias [d_vocab_out] (the parameter itself)."""
         return self.unembed.b_U
 
     @property
     def W_pos(self) -> Float[Tensor, "n_ctx d_model"]:
+        """Learned position embedding [n_ctx, d_model] (the parameter itself); AttributeError
+        on models without one (rotary)."""
         if not hasattr(self, "pos_embed"):
             raise AttributeError(
                 f"W_pos does not exist: positional_embedding_type is "
@@ -56,58 +65,79 @@ class WeightPropertiesMixin:
 
     @property
     def W_E_pos(self) -> Float[Tensor, "d_vocab_plus_n_ctx d_model"]:
+        """W_E and W_pos concatenated along the first axis: [d_vocab + n_ctx, d_model]."""
         return torch.cat([self.W_E, self.W_pos], dim=0)
 
     @property
     def W_Q(self) -> Float[Tensor, "layer head_index d_model d_head"]:
+        """Query weights of every layer, [layer, head_index, d_model, d_head]."""
         return self._stack("attn.W_Q")
 
     @property
     def W_K(self) -> Float[Tensor, "layer head_index d_model d_head"]:
+        """Key weights of every layer, [layer, head_index, d_model, d_head]: one entry per
+        query head, so on a grouped model each key/value head appears once per query head that
+        reads it (stored as [kv_head_index, d_model, d_head] per layer)."""
         return self._stack("attn.W_K")
 
     @property
     def W_V(self) -> Float[Tensor, "layer head_index d_model d_head"]:
+        """Value weights of every layer, [layer, head_index, d_model, d_head]: per query head,
+        key/value heads repeated on a grouped model as for W_K."""
         return self._stack("attn.W_V")
 
     @property
     def W_O(self) -> Float[Tensor, "layer head_index d_head d_model"]:
+        """Output weights of every layer, [layer, head_index, d_head, d_model]."""
         return self._stack("attn.W_O")
 
     @property
     def b_Q(self) -> Float[Tensor, "layer head_index d_head"]:
+        """Query biases of every layer, [layer, head_index, d_head]."""
         return self._stack("attn.b_Q")
 
     @property
     def b_K(self) -> Float[Tensor, "layer head_index d_head"]:
+        """Key biases of every layer, [layer, head_index, d_head]: per query head, repeated
+        on a grouped model as for W_K."""
         return self._stack("attn.b_K")
 
     @property
     def b_V(self) -> Float[Tensor, "layer head_index d_head"]:
+        """Value biases of every layer, [layer, head_index, d_head]: per query head, repeated
+        on a grouped model as for W_K."""
         return self._stack("attn.b_V")
 
     @property
     def b_O(self) -> Float[Tensor, "layer d_model"]:
+        """Attention output biases of every layer, [layer, d_model]."""
         return self._stack("attn.b_O")
 
     @property
     def W_in(self) -> Float[Tensor, "layer d_model d_mlp"]:
+        """MLP input weights of every layer, [layer, d_model, d_mlp] (the linear, ungated
+        branch on gated MLPs)."""
         return self._stack("mlp.W_in")
 
     @property
     def W_gate(self) -> Float[Tensor, "layer d_model d_mlp"] | None:
+        """Gate weights of every layer, [layer, d_model, d_mlp], the branch the activation
+        is applied to; None unless cfg.gated_mlp."""
         return self._stack("mlp.W_gate") if self.cfg.gated_mlp else None
 
     @property
     def W_out(self) -> Float[Tensor, "layer d_mlp d_model"]:
+        """MLP output weights of every layer, [layer, d_mlp, d_model]."""
         return self._stack("mlp.W_out")
 
     @property
     def b_in(self) -> Float[Tensor, "layer d_mlp"]:
+        """MLP input biases of every layer, [layer, d_mlp]."""
         return self._stack("mlp.b_in")
 
     @property
     def b_out(self) -> Float[Tensor, "layer d_model"]:
+        """MLP output biases of every layer, [layer, d_model]."""
         return self._stack("mlp.b_out")
 
     @property
@@ -121,6 +151,7 @@ class WeightPropertiesMixin:
         return FactoredMatrix(self.W_V, self.W_O)
 
     def all_head_labels(self) -> list[str]:
+        """Labels "L{layer}H{head}" of every query head, layer by layer."""
         return [
             f"L{layer}H{head}"
             for layer in range(self.cfg.n_layers)

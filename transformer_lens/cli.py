@@ -14,6 +14,7 @@ EXIT_PASSED, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line (`argv` defaults to sys.argv[1:]) and return its exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command != "verify":

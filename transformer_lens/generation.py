@@ -28,6 +28,9 @@ RETURN_TYPES = ("input", "str", "tokens")
 
 
 class Prompt(NamedTuple):
+    """A prompt ready for generation: tokens [batch, pos], their mask [batch, pos], and the
+    kind of input it came from ("str" or "tokens")."""
+
     tokens: Tokens
     mask: Tokens  # 1 = real token, 0 = left padding
     kind: str  # what return_type="input" gives back: "str" or "tokens"

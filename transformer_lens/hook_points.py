@@ -55,6 +55,8 @@ class HookPoint(nn.Module):
         self._entries: list[HookEntry] = []
 
     def forward(self, x: Tensor) -> Tensor:
+        """Return `x` unchanged (a contiguous copy when `copy_before_hooks` and a forward hook
+        is attached); attached hooks then see, and may replace, the result."""
         if self.copy_before_hooks and self._forward_hooks:
             # Always a copy, even of a contiguous view (a head axis of size 1), so an
             # in-place edit never reaches the tensor the caller broadcast from.
@@ -152,6 +154,7 @@ class HookPoint(nn.Module):
         self._entries = kept
 
     def clear_context(self) -> None:
+        """Empty `ctx`, the dict hook functions may use to keep state between calls."""
         self.ctx = {}
 
     def layer(self) -> int:
@@ -186,6 +189,7 @@ class HookedRootModule(nn.Module):
                 self.hook_dict[name] = module
 
     def hook_points(self) -> ValuesView[HookPoint]:
+        """Every HookPoint of the model, as indexed by the last `setup()`."""
         return self.hook_dict.values()
 
     def _hook_unavailable_reason(self, name: str) -> str | None:
@@ -228,6 +232,8 @@ class HookedRootModule(nn.Module):
     def add_perma_hook(
         self, name: NameOrFilter, hook: HookFunction, dir: Direction = "fwd"
     ) -> None:
+        """Add a permanent hook: `reset_hooks()` and `hooks()` contexts leave it in place
+        unless told `including_permanent=True`."""
         self.add_hook(name, hook, dir=dir, is_permanent=True)
 
     def _add_hook_specs(
@@ -239,6 +245,7 @@ class HookedRootModule(nn.Module):
             self.add_hook(name, hook, dir="bwd", level=level)
 
     def clear_contexts(self) -> None:
+        """Empty the `ctx` dict of every HookPoint."""
         for hook_point in self.hook_points():
             hook_point.clear_context()
 
@@ -248,6 +255,8 @@ class HookedRootModule(nn.Module):
         including_permanent: bool = False,
         level: int | None = None,
     ) -> None:
+        """Remove hooks from every HookPoint: `direction` is "fwd", "bwd" or "both"; permanent
+        hooks only with `including_permanent`; `level=None` matches every context level."""
         for hook_point in self.hook_points():
             hook_point.remove_hooks(direction, including_permanent=including_permanent, level=level)
 
@@ -258,6 +267,8 @@ class HookedRootModule(nn.Module):
         including_permanent: bool = False,
         level: int | None = None,
     ) -> None:
+        """Remove hooks as `remove_all_hook_fns` does, optionally empty every hook context,
+        and mark the model as no longer caching."""
         if clear_contexts:
             self.clear_contexts()
         self.remove_all_hook_fns(direction, including_permanent, level=level)

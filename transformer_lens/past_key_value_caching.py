@@ -39,6 +39,8 @@ class HookedTransformerKeyValueCacheEntry:
         device: torch.device | str | None,
         batch_size: int = 1,
     ) -> HookedTransformerKeyValueCacheEntry:
+        """An empty entry [batch_size, 0, heads, d_head] in cfg.dtype on `device`; heads is
+        n_key_value_heads on a grouped model unless it is ungrouped, else n_heads."""
         heads = cfg.n_key_value_heads or cfg.n_heads
         if cfg.ungroup_grouped_query_attention:
             heads = cfg.n_heads
@@ -47,6 +49,7 @@ class HookedTransformerKeyValueCacheEntry:
 
     @property
     def length(self) -> int:
+        """Number of positions cached."""
         return self.past_keys.shape[1]
 
     def append(
@@ -115,6 +118,8 @@ class HookedTransformerKeyValueCache:
         device: torch.device | str | None,
         batch_size: int = 1,
     ) -> HookedTransformerKeyValueCache:
+        """An empty cache for a model with config `cfg` and a batch of `batch_size`. Build it
+        after setting the attention flags: entries have the head count hook_k shows."""
         entries = [
             HookedTransformerKeyValueCacheEntry.init_cache_entry(cfg, device, batch_size)
             for _ in range(cfg.n_layers)
@@ -129,12 +134,14 @@ class HookedTransformerKeyValueCache:
             entry.frozen = True
 
     def unfreeze(self) -> None:
+        """Let later forwards extend the cache again (undoes `freeze`)."""
         self.frozen = False
         for entry in self.entries:
             entry.frozen = False
 
     @property
     def length(self) -> int:
+        """Number of positions seen so far (the length of the stored attention mask)."""
         return self.previous_attention_mask.shape[1]
 
     def append_attention_mask(
@@ -156,6 +163,7 @@ class HookedTransformerKeyValueCache:
         return self.length, [entry.length for entry in self.entries]
 
     def restore(self, checkpoint: tuple[int, list[int]]) -> None:
+        """Cut the mask and every entry back to the lengths saved by `checkpoint()`."""
         mask_length, entry_lengths = checkpoint
         self.previous_attention_mask = self.previous_attention_mask[:, :mask_length]
         for entry, length in zip(self.entries, entry_lengths, strict=True):

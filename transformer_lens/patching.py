@@ -167,6 +167,7 @@ def layer_pos_patch_setter(
     index: Sequence[int],
     clean_activation: Float[Tensor, "batch pos d_model"],
 ) -> Float[Tensor, "batch pos d_model"]:
+    """Copy the clean activation at position index = (pos,) into the corrupted one, in place."""
     (pos,) = index
     corrupted_activation[:, pos] = clean_activation[:, pos]
     return corrupted_activation
@@ -177,6 +178,7 @@ def layer_pos_head_vector_patch_setter(
     index: Sequence[int],
     clean_activation: Float[Tensor, "batch pos heads d_head"],
 ) -> Float[Tensor, "batch pos heads d_head"]:
+    """Copy the clean vector at index = (pos, head) into the corrupted one, in place."""
     pos, head = index
     corrupted_activation[:, pos, head] = clean_activation[:, pos, head]
     return corrupted_activation
@@ -187,6 +189,7 @@ def layer_head_vector_patch_setter(
     index: Sequence[int],
     clean_activation: Float[Tensor, "batch pos heads d_head"],
 ) -> Float[Tensor, "batch pos heads d_head"]:
+    """Copy the clean vectors of head index = (head,), at every position, in place."""
     (head,) = index
     corrupted_activation[:, :, head] = clean_activation[:, :, head]
     return corrupted_activation
@@ -197,6 +200,7 @@ def layer_head_pattern_patch_setter(
     index: Sequence[int],
     clean_activation: Float[Tensor, "batch head_index query_pos key_pos"],
 ) -> Float[Tensor, "batch head_index query_pos key_pos"]:
+    """Copy the whole clean pattern of head index = (head,) into the corrupted one, in place."""
     (head,) = index
     corrupted_activation[:, head] = clean_activation[:, head]
     return corrupted_activation
@@ -207,6 +211,7 @@ def layer_head_pos_pattern_patch_setter(
     index: Sequence[int],
     clean_activation: Float[Tensor, "batch head_index query_pos key_pos"],
 ) -> Float[Tensor, "batch head_index query_pos key_pos"]:
+    """Copy the clean pattern row of index = (head, dest_pos), in place."""
     head, dest_pos = index
     corrupted_activation[:, head, dest_pos] = clean_activation[:, head, dest_pos]
     return corrupted_activation
@@ -217,6 +222,7 @@ def layer_head_dest_src_pos_pattern_patch_setter(
     index: Sequence[int],
     clean_activation: Float[Tensor, "batch head_index query_pos key_pos"],
 ) -> Float[Tensor, "batch head_index query_pos key_pos"]:
+    """Copy the single clean attention weight at index = (head, dest_pos, src_pos), in place."""
     head, dest_pos, src_pos = index
     corrupted_activation[:, head, dest_pos, src_pos] = clean_activation[:, head, dest_pos, src_pos]
     return corrupted_activation

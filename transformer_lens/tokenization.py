@@ -44,6 +44,7 @@ def vocab_size(tokenizer: Any) -> int:
 
 
 def require_tokenizer(tokenizer: Any, purpose: str) -> Any:
+    """Return `tokenizer`, or raise ValueError saying `purpose` needs one if it is None."""
     if tokenizer is None:
         raise ValueError(
             f"{purpose} needs a tokenizer, and this model has none; pass token ids instead, "
@@ -53,6 +54,7 @@ def require_tokenizer(tokenizer: Any, purpose: str) -> Any:
 
 
 def check_padding_side(side: str) -> str:
+    """Return `side` if it is "left" or "right", else raise ValueError."""
     if side not in PADDING_SIDES:
         raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
     return side
@@ -94,6 +96,8 @@ def encode(tokenizer: Any, texts: list[str], prepend_bos: bool) -> list[list[int
 def pad_rows(
     rows: list[list[int]], pad_token_id: int | None, side: str
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """Pad token-id rows to the longest on `side`: (tokens, mask) [batch, pos], mask 1 for
+    real tokens; raises if every row is empty, or if padding is needed without a pad id."""
     length = max(len(row) for row in rows)
     if length == 0:
         raise ValueError("Every text encodes to zero tokens; nothing to return")

@@ -83,6 +83,7 @@ def key_value_heads_exposed(cfg: HookedTransformerConfig) -> int:
 
 
 def check_attn_in_allowed(cfg: HookedTransformerConfig) -> None:
+    """Raise ValueError if use_attn_in cannot work: a grouped model that is not ungrouped."""
     if cfg.is_grouped and not cfg.ungroup_grouped_query_attention:
         raise ValueError(
             f"use_attn_in needs one input per query head for Q, K and V, but this model groups "
@@ -189,10 +190,14 @@ class Attention(nn.Module):
 
     @property
     def W_K_per_query_head(self) -> Float[Tensor, "head_index d_model d_head"]:
+        """W_K with one entry per query head [head_index, d_model, d_head]; grouped key heads
+        repeated (query head h reads key head h // group_size)."""
         return self._per_query_head(self.stored_key_value()[0])
 
     @property
     def W_V_per_query_head(self) -> Float[Tensor, "head_index d_model d_head"]:
+        """W_V with one entry per query head [head_index, d_model, d_head]; grouped value
+        heads repeated as for W_K_per_query_head."""
         return self._per_query_head(self.stored_key_value()[2])
 
     def _per_query_head(self, stored: Tensor) -> Tensor:
@@ -208,6 +213,15 @@ class Attention(nn.Module):
         key_padding_mask: Bool[Tensor, "batch key_pos"] | None = None,
         past_kv_cache_entry: HookedTransformerKeyValueCacheEntry | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
+        """Attention output [batch, pos, d_model] (b_O included) from the normalised inputs.
+
+        Each input is [batch, pos, d_model] shared by every head, or [batch, pos, heads,
+        d_model] per head. positions ([batch or 1, pos]) drive rotary; key_padding_mask
+        [batch, key_pos] is True for real keys, cached ones included; with
+        past_kv_cache_entry the new keys and values are appended to it and queries attend to
+        all of them. torch's fused kernel is used when cfg.use_fused_attention is set, scores
+        are not soft-capped and no hook inside the attention is attached.
+        """
         W_K, b_K, W_V, b_V = self.stored_key_value()
         q = self.hook_q(self._project(query_input, self.W_Q, self.b_Q))
         k = self.hook_k(self._expose_key_value_heads(self._project(key_input, W_K, b_K)))

@@ -10,6 +10,9 @@ from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 
 class Embed(nn.Module):
+    """Token embedding W_E [d_vocab, d_model], followed by a LayerNorm when
+    cfg.post_embedding_ln is set."""
+
     def __init__(self, cfg: HookedTransformerConfig):
         super().__init__()
         self.cfg = cfg
@@ -18,5 +21,7 @@ class Embed(nn.Module):
         self.ln = LayerNorm(cfg) if cfg.post_embedding_ln else None
 
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        """The rows of W_E for the tokens (then the LayerNorm, if any): [batch, pos] ->
+        [batch, pos, d_model]."""
         embedded = F.embedding(tokens, self.W_E)
         return self.ln(embedded) if self.ln is not None else embedded

@@ -12,20 +12,28 @@ from transformer_lens.components.attention import Attention
 
 
 class GroupedQueryAttention(Attention):
+    """Attention storing keys/values as _W_K, _b_K, _W_V, _b_V [kv_head_index, ...]; W_K,
+    W_V, b_K, b_V are read-only views expanded per query head."""
+
     key_value_names = ("_W_K", "_b_K", "_W_V", "_b_V")
 
     @property
     def W_K(self) -> Float[Tensor, "head_index d_model d_head"]:
+        """Key weights per query head [head_index, d_model, d_head], a copy of _W_K
+        [kv_head_index, d_model, d_head] with each head repeated group_size times."""
         return self._per_query_head(self.stored_key_value()[0])
 
     @property
     def W_V(self) -> Float[Tensor, "head_index d_model d_head"]:
+        """Value weights per query head [head_index, d_model, d_head], expanded from _W_V."""
         return self._per_query_head(self.stored_key_value()[2])
 
     @property
     def b_K(self) -> Float[Tensor, "head_index d_head"]:
+        """Key biases per query head [head_index, d_head], expanded from _b_K."""
         return self._per_query_head(self.stored_key_value()[1])
 
     @property
     def b_V(self) -> Float[Tensor, "head_index d_head"]:
+        """Value biases per query head [head_index, d_head], expanded from _b_V."""
         return self._per_query_head(self.stored_key_value()[3])

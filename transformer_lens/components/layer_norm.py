@@ -28,6 +28,8 @@ class LayerNormPre(nn.Module):
         self.hook_normalized = HookPoint()
 
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
+        """(x - mean) / sqrt(var + eps) over the last axis, computed in float32 for half
+        precision and returned in x's dtype."""
         dtype = x.dtype
         x = _upcast(x)
         x = x - x.mean(-1, keepdim=True)
@@ -49,6 +51,8 @@ class LayerNorm(nn.Module):
         self.hook_normalized = HookPoint()
 
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
+        """(x - mean) / sqrt(var + eps) * w + b over the last axis, computed in float32 for
+        half precision and returned in x's dtype."""
         dtype = x.dtype
         x = _upcast(x)
         x = x - x.mean(-1, keepdim=True)

@@ -20,6 +20,9 @@ def make_norm(
     normalization_type: str | None = None,
     length: int | None = None,
 ) -> nn.Module:
+    """The norm module for normalization_type (cfg's by default): LayerNorm, LayerNormPre,
+    RMSNorm, RMSNormPre, or nn.Identity for None; `length` is its width (d_model by
+    default)."""
     kind = cfg.normalization_type if normalization_type is None else normalization_type
     if kind not in _NORMS:
         raise ValueError(f"Unknown normalization_type {kind!r}; expected one of {list(_NORMS)}")

@@ -9,6 +9,8 @@ from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 
 class PosEmbed(nn.Module):
+    """Learned position embedding W_pos [n_ctx, d_model]."""
+
     def __init__(self, cfg: HookedTransformerConfig):
         super().__init__()
         self.cfg = cfg

@@ -35,6 +35,7 @@ class RMSNormPre(nn.Module):
         self.hook_normalized = HookPoint()
 
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
+        """x / sqrt(mean(x²) + eps) over the last axis, in float32, returned in x's dtype."""
         return _normalize(self, x).to(x.dtype)
 
 
@@ -50,6 +51,7 @@ class RMSNorm(RMSNormPre):
         self.w = nn.Parameter(torch.ones(self.length, dtype=torch.float32))
 
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
+        """w * x / sqrt(mean(x²) + eps) over the last axis, returned in x's dtype."""
         if self.cfg.rms_norm_cast_before_weight:
             return self.w.to(x.dtype) * _normalize(self, x).to(x.dtype)
         return (_normalize(self, x) * self.w.float()).to(x.dtype)

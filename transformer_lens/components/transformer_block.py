@@ -24,6 +24,9 @@ Residual = Float[Tensor, "batch pos d_model"]
 
 
 class TransformerBlock(nn.Module):
+    """One layer: ln1 and attention, then (unless attn_only) ln2 and the MLP, each added to
+    the residual stream; parallel when cfg.parallel_attn_mlp."""
+
     def __init__(self, cfg: HookedTransformerConfig, block_index: int):
         super().__init__()
         self.cfg = cfg
@@ -63,6 +66,11 @@ class TransformerBlock(nn.Module):
         past_kv_cache_entry: HookedTransformerKeyValueCacheEntry | None = None,
         shortformer_pos_embed: Residual | None = None,
     ) -> Residual:
+        """The residual after this block, [batch, pos, d_model] -> [batch, pos, d_model].
+
+        positions [batch or 1, pos] and key_padding_mask [batch, key_pos] are as prepared by
+        the model's forward; past_kv_cache_entry is this layer's key/value cache entry;
+        shortformer_pos_embed is added to the query and key inputs only."""
         resid_pre = self.hook_resid_pre(resid_pre)
         query_input, key_input, value_input = self._attention_inputs(
             resid_pre, shortformer_pos_embed

@@ -48,6 +48,7 @@ class Row:
 
     @property
     def passed(self) -> bool | None:
+        """True or False against the tolerance; None for an informational row."""
         if self.value is None or self.tolerance is None:
             return None
         return self.value <= self.tolerance

@@ -10,6 +10,8 @@ from transformer_lens.verification.checks import Row
 
 @dataclass
 class Report:
+    """What `verify` measured: the setup and one row per check."""
+
     model: str
     origin: str
     dtype: str
@@ -22,13 +24,16 @@ class Report:
 
     @property
     def passed(self) -> bool:
+        """No row is over its tolerance (informational rows do not count)."""
         return all(row.passed is not False for row in self.rows)
 
     @property
     def failures(self) -> list[Row]:
+        """The rows over their tolerance."""
         return [row for row in self.rows if row.passed is False]
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-serialisable data (what `--json` prints)."""
         return {
             "model": self.model,
             "origin": self.origin,
@@ -53,6 +58,7 @@ class Report:
         }
 
     def format_table(self) -> str:
+        """The report as a text table with a one-line verdict at the end."""
         width = max(len(row.check) for row in self.rows) if self.rows else 10
         lines = [
             f"Model   {self.model} ({self.origin})",

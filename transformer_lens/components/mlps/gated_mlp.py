@@ -13,6 +13,9 @@ from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 
 class GatedMLP(nn.Module):
+    """Gated MLP: W_gate and W_in [d_model, d_mlp], b_in [d_mlp], W_out [d_mlp, d_model],
+    b_out [d_model]."""
+
     def __init__(self, cfg: HookedTransformerConfig):
         super().__init__()
         assert cfg.d_mlp is not None and cfg.act_fn is not None
@@ -28,6 +31,8 @@ class GatedMLP(nn.Module):
         self.hook_post = HookPoint()
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        """(act(x @ W_gate) * (x @ W_in) + b_in) @ W_out + b_out, [batch, pos, d_model] ->
+        same shape."""
         pre = self.hook_pre(F.linear(x, self.W_gate.T))
         pre_linear = self.hook_pre_linear(F.linear(x, self.W_in.T))
         post = self.act_fn(pre) * pre_linear

@@ -14,6 +14,9 @@ from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 
 class MLP(nn.Module):
+    """Plain MLP: W_in [d_model, d_mlp], b_in, activation, W_out [d_mlp, d_model], b_out
+    (with a LayerNorm after the activation for "solu_ln")."""
+
     def __init__(self, cfg: HookedTransformerConfig):
         super().__init__()
         assert cfg.d_mlp is not None and cfg.act_fn is not None
@@ -35,6 +38,7 @@ class MLP(nn.Module):
         return self.act_fn(pre)
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        """act(x @ W_in + b_in) @ W_out + b_out, [batch, pos, d_model] -> same shape."""
         pre = self.hook_pre(F.linear(x, self.W_in.T, unless_zero(self.b_in)))
         post = self.hook_post(self._activate(pre))
         return F.linear(post, self.W_out.T, unless_zero(self.b_out))
