@@ -428,13 +428,14 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         directory, or from the local cache under the model's name; when none is found the model
         works on token ids and says so in a warning. tokenizer= supplies one instead.
 
-        Processing, each step leaving the outputs unchanged up to rounding: fold_ln (folds the
-        norm weights into the weights that read them, so LN/RMS become LNPre/RMSPre),
-        center_writing_weights (removes the d_model mean of what is written to the residual;
-        LayerNorm models only, skipped with a warning otherwise), center_unembed (removes the
-        vocabulary mean of W_U and b_U; skipped with a soft cap), fold_value_biases (b_V into
-        b_O) are on by default; refactor_factored_attn_matrices (QK and OV in balanced SVD
-        form) is off. `from_pretrained_no_processing` turns all of them off.
+        Processing, each step leaving the predicted log-probs unchanged up to rounding (hook
+        values and raw logits can change): fold_ln (folds the norm weights into the weights
+        that read them, so LN/RMS become LNPre/RMSPre), center_writing_weights (removes the
+        d_model mean of what is written to the residual; LayerNorm models only, skipped with a
+        warning otherwise), center_unembed (removes the vocabulary mean of W_U and b_U; skipped
+        with a soft cap), fold_value_biases (b_V into b_O) are on by default;
+        refactor_factored_attn_matrices (QK and OV in balanced SVD form) is off.
+        `from_pretrained_no_processing` turns all of them off.
 
         dtype (or torch_dtype): the model's dtype, a torch.dtype or its name (default
         float32); checkpoint tensors are rounded to it, processed in float32, then stored in
@@ -450,17 +451,27 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         return load_pretrained(cls, model_name, **kwargs)
 
     @classmethod
-    def from_pretrained_no_processing(cls, model_name: str, **kwargs: Any) -> HookedTransformer:
-        """`from_pretrained` with every weight-processing step off (processing flags passed
-        here are overridden), so the weights are the checkpoint's, cast to dtype."""
-        kwargs.update(
-            fold_ln=False,
-            center_writing_weights=False,
-            center_unembed=False,
-            fold_value_biases=False,
-            refactor_factored_attn_matrices=False,
+    def from_pretrained_no_processing(
+        cls,
+        model_name: str,
+        fold_ln: bool = False,
+        center_writing_weights: bool = False,
+        center_unembed: bool = False,
+        refactor_factored_attn_matrices: bool = False,
+        fold_value_biases: bool = False,
+        **kwargs: Any,
+    ) -> HookedTransformer:
+        """`from_pretrained` with every weight-processing step off by default, so the weights
+        are the checkpoint's, cast to dtype; a flag passed here turns its step back on."""
+        return cls.from_pretrained(
+            model_name,
+            fold_ln=fold_ln,
+            center_writing_weights=center_writing_weights,
+            center_unembed=center_unembed,
+            refactor_factored_attn_matrices=refactor_factored_attn_matrices,
+            fold_value_biases=fold_value_biases,
+            **kwargs,
         )
-        return cls.from_pretrained(model_name, **kwargs)
 
 
 def _tied_in(state_dict: Mapping[str, Any]) -> bool:
