@@ -175,6 +175,15 @@ def test_no_processing_logits_equal_hf(hf_gemma):
     assert_close(model(TOKENS), hf_gemma(TOKENS).logits, atol=1e-5, what="logits")
 
 
+def test_no_processing_lets_a_flag_turn_its_step_back_on(hf_gemma):
+    """As in classic TransformerLens: the processing flags are defaults, not overrides."""
+    model = HookedTransformer.from_pretrained_no_processing(
+        "google/gemma-2b", hf_model=hf_gemma, fold_ln=True
+    )
+    assert model.cfg.normalization_type == "RMSPre"
+    assert_close(model(TOKENS), hf_gemma(TOKENS).logits, atol=1e-5, what="fold_ln only")
+
+
 def test_first_n_layers_equals_hf_with_layers_deleted(hf_gemma):
     reference = copy.deepcopy(hf_gemma)
     reference.model.layers = reference.model.layers[:1]
@@ -507,3 +516,55 @@ def test_official_name_loads_from_the_local_hub_cache_with_its_own_config(tmp_pa
     tokens = torch.randint(0, 101, (1, 7), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert_close(model(tokens), hf(tokens).logits, 1e-5, "logits from the cached snapshot")
+
+
+def read_in_place_keys(monkeypatch) -> list[str]:
+    """Record the HF keys that the loader reads straight into a parameter's storage."""
+    from transformer_lens.pretrained.safetensors_reader import SafetensorsFile
+
+    keys: list[str] = []
+    original = SafetensorsFile.read_into
+
+    def recording(self, key, out):
+        keys.append(key)
+        return original(self, key, out)
+
+    monkeypatch.setattr(SafetensorsFile, "read_into", recording)
+    return keys
+
+
+def test_unprocessed_load_reads_view_weights_straight_into_the_parameters(
+    checkpoint_dir, hf_gemma, monkeypatch
+):
+    """Weights whose transform only views them (projections, MLP, W_U: the transposed tied
+    embedding) are read into the parameter's own storage; Gemma's scaled W_E and 1 + w
+    norms need arithmetic and take the copying path. Either way the logits are HF's."""
+    keys = read_in_place_keys(monkeypatch)
+    model = HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir))
+    projections = {
+        f"model.layers.{i}.{name}.weight"
+        for i in range(2)
+        for name in (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        )
+    }
+    assert projections <= set(keys)
+    assert keys.count("model.embed_tokens.weight") == 1  # for W_U only
+    assert not any("norm" in key for key in keys)
+    assert_close(model(TOKENS), hf_gemma(TOKENS).logits, 1e-5, "logits after in-place reads")
+
+
+def test_processed_or_cast_loads_do_not_read_in_place(checkpoint_dir, hf_gemma, monkeypatch):
+    """Processing changes the values, and a dtype change needs a cast: no in-place reads."""
+    keys = read_in_place_keys(monkeypatch)
+    processed = HookedTransformer.from_pretrained(str(checkpoint_dir))
+    HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir), dtype=torch.bfloat16)
+    assert keys == []
+    logprobs = processed(TOKENS).log_softmax(-1)
+    assert_close(logprobs, hf_gemma(TOKENS).logits.log_softmax(-1), 1e-5, "processed log-probs")

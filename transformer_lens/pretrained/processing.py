@@ -9,6 +9,7 @@ next is read, so at most one piece exists beside the model.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ class _StreamingLoader:
             _switch_to_folded_norms(model)
         self.targets = dict(model.named_parameters())
         self.loaded: set[str] = set()
+        self.processes = any(self.steps.values())
 
     def process(
         self, tensors: dict[str, Tensor], layers: list[int], unembed: bool, center_unembed: bool
@@ -124,6 +126,8 @@ class _StreamingLoader:
         )
 
     def load_piece(self, piece: list[PlannedWeight], layers: list[int], unembed: bool) -> None:
+        if not self.processes:
+            piece = [w for w in piece if not self.read_in_place(w)]
         blockwise = [w for w in piece if vocab_chunks.chunk_axis(w) is not None]
         whole = {w.key: w.load(self.cfg, self.source.get) for w in piece if w not in blockwise}
         for weight in blockwise:
@@ -135,6 +139,22 @@ class _StreamingLoader:
             rest = self.process(whole, layers, unembed, center_unembed=True)
         _copy_into(self.targets, rest)
         self.loaded.update(rest)
+
+    def read_in_place(self, weight: PlannedWeight) -> bool:
+        """Read a weight's bytes straight into its parameter, when the parameter is that HF
+        tensor in HF's byte layout (same dtype, and the transform only views it): one pass
+        over the bytes instead of a read and a copy. False when it cannot."""
+        target = self.targets.get(weight.key)
+        key = weight.hf_key
+        if target is None or key is None or not self.source.can_read_into(key, target.dtype):
+            return False
+        storage = _parameter_storage_as(target, self.source.shape(key))
+        if storage is None or not _transform_views(weight, storage, target, self.cfg):
+            return False
+        with torch.no_grad():
+            self.source.read_into(key, storage)
+        self.loaded.add(weight.key)
+        return True
 
     def load_by_vocab_blocks(
         self, weight: PlannedWeight, companions: dict[str, Tensor], unembed: bool
@@ -214,6 +234,35 @@ def _pieces(
     for layer in sorted(by_layer):
         yield [layer], False, by_layer[layer]
     yield [], True, unembed
+
+
+def _parameter_storage_as(target: Tensor, shape: tuple[int, ...]) -> Tensor | None:
+    """The parameter's whole storage seen as a contiguous tensor of the HF shape, or None
+    when the parameter does not own exactly that many elements."""
+    storage = target.untyped_storage()
+    if math.prod(shape) != target.numel() or storage.nbytes() != target.nbytes:
+        return None
+    return torch.empty(0, dtype=target.dtype).set_(storage).view(shape)
+
+
+def _transform_views(
+    weight: PlannedWeight, storage: Tensor, target: Tensor, cfg: HookedTransformerConfig
+) -> bool:
+    """Whether the weight's transform, applied to `storage`, is a view that is exactly the
+    parameter (checked on a meta tensor: no data is touched)."""
+    probe = torch.empty_strided(storage.shape, storage.stride(), dtype=storage.dtype, device="meta")
+    try:
+        made = weight.source.transform(probe, cfg)
+    except Exception:  # a transform that needs real data: not a view
+        return False
+    is_view = made is probe or made._base is probe
+    return (
+        is_view
+        and made.dtype == target.dtype
+        and made.shape == target.shape
+        and made.stride() == target.stride()
+        and made.storage_offset() == target.storage_offset()
+    )
 
 
 def _copy_into(targets: dict[str, torch.nn.Parameter], tensors: dict[str, Tensor]) -> None:

@@ -43,28 +43,44 @@ class SafetensorsFile:
     def get(self, key: str) -> Tensor:
         return self.get_rows(key, 0, self.shape(key)[0] if self.shape(key) else 1)
 
+    def dtype(self, key: str) -> torch.dtype:
+        name = self._entries[key]["dtype"]
+        dtype = _DTYPES.get(name)
+        if dtype is None:
+            raise ValueError(f"{self.path}: unsupported safetensors dtype {name} for {key}")
+        return dtype
+
     def get_rows(self, key: str, start: int, stop: int) -> Tensor:
         """Rows start:stop of the tensor (its first axis), read from disk alone."""
-        entry = self._entries[key]
-        dtype = _DTYPES.get(entry["dtype"])
-        if dtype is None:
+        shape = self.shape(key)
+        # Uninitialised memory: the read touches each page once (zero-filling would twice).
+        rows = torch.empty([stop - start, *shape[1:]] if shape else [], dtype=self.dtype(key))
+        self._read(key, rows, start)
+        return rows
+
+    def read_into(self, key: str, out: Tensor) -> None:
+        """Read the whole tensor straight into `out`: contiguous, of its shape and dtype
+        (a parameter's own storage, so that the bytes are written once)."""
+        if out.shape != self.shape(key) or out.dtype != self.dtype(key):
             raise ValueError(
-                f"{self.path}: unsupported safetensors dtype {entry['dtype']} for {key}"
+                f"{self.path}: {key} is {self.shape(key)} {self.dtype(key)}, "
+                f"cannot read it into {tuple(out.shape)} {out.dtype}"
             )
-        shape = list(entry["shape"])
-        row_items = math.prod(shape[1:]) if shape else 1
-        item_size = torch.empty((), dtype=dtype).element_size()
-        offset = self._data_start + entry["data_offsets"][0] + start * row_items * item_size
-        count = (stop - start) * row_items * item_size
-        # Uninitialised memory (a zero-filled bytearray would touch every page twice).
-        raw = torch.empty(count, dtype=torch.uint8)
-        view, done = raw.numpy().data, 0
+        self._read(key, out, 0)
+
+    def _read(self, key: str, out: Tensor, start_row: int) -> None:
+        if not out.is_contiguous() or out.device.type != "cpu":
+            raise ValueError(f"{key}: can only read into a contiguous CPU tensor")
+        shape = self.shape(key)
+        row_bytes = math.prod(shape[1:]) * out.element_size() if shape else out.element_size()
+        offset = self._data_start + self._entries[key]["data_offsets"][0] + start_row * row_bytes
+        count = out.numel() * out.element_size()
+        view, done = out.view(-1).view(torch.uint8).numpy().data, 0
         while done < count:  # pread may return fewer bytes than asked for
             chunk = os.preadv(self._fd, [view[done:]], offset + done)
             if chunk == 0:
                 raise ValueError(f"{self.path}: truncated data for {key}")
             done += chunk
-        return raw.view(dtype).reshape([stop - start, *shape[1:]] if shape else [])
 
     def close(self) -> None:
         os.close(self._fd)

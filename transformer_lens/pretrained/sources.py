@@ -23,10 +23,12 @@ class TensorSource:
         stack: ExitStack | None = None,
         row_getters: dict[str, Any] | None = None,
         shape_of: Any = None,
+        files: dict[str, SafetensorsFile] | None = None,
     ):
         self._getters = getters
         self._row_getters = row_getters
         self._shape_of = shape_of
+        self._files = files or {}
         self._stack = stack or ExitStack()
 
     def keys(self) -> list[str]:
@@ -50,6 +52,16 @@ class TensorSource:
         if self._shape_of is not None:
             return tuple(self._shape_of(key))
         return tuple(self.get(key).shape)
+
+    def can_read_into(self, key: str, dtype: torch.dtype) -> bool:
+        """Whether `read_into` can fill a tensor of this dtype with the key's bytes as they
+        are (a safetensors file of that dtype)."""
+        file = self._files.get(key)
+        return file is not None and file.dtype(key) == dtype
+
+    def read_into(self, key: str, out: Tensor) -> None:
+        """Read a tensor straight into `out` (see `can_read_into`)."""
+        self._files[key].read_into(key, out)
 
     def get_rows(self, key: str, start: int, stop: int) -> Tensor:
         """Rows start:stop of a tensor; reads only those rows where the format allows."""
@@ -94,7 +106,9 @@ def _from_safetensors(files: list[str]) -> TensorSource:
             getters[key] = handle.get
             row_getters[key] = handle.get_rows
             handles[key] = handle
-    return TensorSource(getters, stack, row_getters, lambda key: handles[key].shape(key))
+    return TensorSource(
+        getters, stack, row_getters, lambda key: handles[key].shape(key), files=handles
+    )
 
 
 def _from_bin(files: list[str]) -> TensorSource:
