@@ -57,6 +57,7 @@ ROWS = [
         lambda **v: _config("GPT2Config", vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64, attn_implementation="eager", **v),
         "GPT2LMHeadModel",
         {"mha": {}},
+        0.0,
     ),
     FamilyRow(
         "neox",
@@ -64,6 +65,7 @@ ROWS = [
         lambda **v: _config("GPTNeoXConfig", vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=64, rotary_pct=0.25, attn_implementation="eager", **v),
         "GPTNeoXForCausalLM",
         {"mha": {}, "sequential": {"use_parallel_residual": False}},
+        0.0,
     ),
     FamilyRow("llama", "meta-llama/Llama-3.2-1B", llama_like("LlamaConfig", head_dim=8), "LlamaForCausalLM", GROUPED, 0.0),
     FamilyRow(

@@ -161,6 +161,29 @@ def test_layer_norms_match_functional_layer_norm(shape):
     assert_close(LayerNormPre(cfg)(x), pre, atol=1e-6, what="LayerNormPre")
 
 
+@pytest.mark.parametrize("kind", [LayerNorm, LayerNormPre])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_layer_norm_equals_torch_kernel_bit_for_bit_until_the_scale_is_hooked(kind, dtype):
+    """Unhooked, the norm is torch's layer_norm kernel (what HF's nn.LayerNorm runs), so the
+    rounding is HF's; hooking hook_scale switches to the explicit computation, which
+    agrees within float rounding and shows the scale."""
+    cfg = make_cfg(normalization_type="LN", eps=1e-5, dtype=dtype)
+    norm = kind(cfg)
+    randomize(norm)
+    x = (torch.randn(BATCH, 5, 32, generator=torch.Generator().manual_seed(0)) * 3 + 1).to(dtype)
+    w, b = (norm.w, norm.b) if kind is LayerNorm else (None, None)
+    with torch.no_grad():
+        assert torch.equal(norm(x), F.layer_norm(x, (32,), w, b, eps=cfg.eps))
+        seen = {}
+        norm.hook_scale.add_hook(lambda t, hook: seen.setdefault("scale", t))
+        hooked = norm(x)
+    centred = x.float() - x.float().mean(-1, keepdim=True)
+    expected_scale = (centred.pow(2).mean(-1, keepdim=True) + cfg.eps).sqrt()
+    assert_close(seen["scale"], expected_scale, atol=1e-5, what="hook_scale")
+    ulp = 2**-7 if dtype == torch.bfloat16 else 1e-6  # one bfloat16 ulp at |x| < 2
+    assert_close(hooked.float(), norm(x).float(), atol=4 * ulp, what="hooked vs fused")
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=["residual", "per_head"])
 def test_rms_norms_match_reference_and_hook_scale(shape):
     cfg = make_cfg(eps=1e-5)
@@ -337,7 +360,7 @@ def test_parallel_attn_mlp_wiring():
     model, cache = run_tiny(parallel_attn_mlp=True)
     pre, post = cache["blocks.0.hook_resid_pre"], cache["blocks.0.hook_resid_post"]
     attn_out, mlp_out = cache["blocks.0.hook_attn_out"], cache["blocks.0.hook_mlp_out"]
-    assert torch.equal(post, pre + attn_out + mlp_out)
+    assert torch.equal(post, (attn_out + mlp_out) + pre)  # HF's order of the sums
     assert "blocks.0.hook_resid_mid" not in model.hook_dict
 
 

@@ -518,28 +518,29 @@ def test_official_name_loads_from_the_local_hub_cache_with_its_own_config(tmp_pa
         assert_close(model(tokens), hf(tokens).logits, 1e-5, "logits from the cached snapshot")
 
 
-def read_in_place_keys(monkeypatch) -> list[str]:
-    """Record the HF keys that the loader reads straight into a parameter's storage."""
-    from transformer_lens.pretrained.safetensors_reader import SafetensorsFile
+def mapped_keys(monkeypatch) -> list[str]:
+    """Record the HF keys whose parameters the loader makes views of the mapped file."""
+    from transformer_lens.pretrained import processing
 
     keys: list[str] = []
-    original = SafetensorsFile.read_into
+    original = processing._StreamingLoader.read_in_place
 
-    def recording(self, key, out):
-        keys.append(key)
-        return original(self, key, out)
+    def recording(self, weight):
+        mapped = original(self, weight)
+        if mapped:
+            keys.append(weight.hf_key)
+        return mapped
 
-    monkeypatch.setattr(SafetensorsFile, "read_into", recording)
+    monkeypatch.setattr(processing._StreamingLoader, "read_in_place", recording)
     return keys
 
 
-def test_unprocessed_load_reads_view_weights_straight_into_the_parameters(
-    checkpoint_dir, hf_gemma, monkeypatch
-):
+def test_unprocessed_load_maps_view_weights_from_the_file(checkpoint_dir, hf_gemma, monkeypatch):
     """Weights whose transform only views them (projections, MLP, W_U: the transposed tied
-    embedding) are read into the parameter's own storage; Gemma's scaled W_E and 1 + w
-    norms need arithmetic and take the copying path. Either way the logits are HF's."""
-    keys = read_in_place_keys(monkeypatch)
+    embedding) become copy-on-write views of the checkpoint file, as HF's loader makes
+    them; Gemma's scaled W_E and 1 + w norms need arithmetic and are copied. Either way
+    the logits are HF's, and the parameters keep the layout the matmuls use."""
+    keys = mapped_keys(monkeypatch)
     model = HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir))
     projections = {
         f"model.layers.{i}.{name}.weight"
@@ -557,12 +558,27 @@ def test_unprocessed_load_reads_view_weights_straight_into_the_parameters(
     assert projections <= set(keys)
     assert keys.count("model.embed_tokens.weight") == 1  # for W_U only
     assert not any("norm" in key for key in keys)
-    assert_close(model(TOKENS), hf_gemma(TOKENS).logits, 1e-5, "logits after in-place reads")
+    fresh = HookedTransformer(model.cfg)
+    for name, parameter in model.named_parameters():
+        assert parameter.stride() == fresh.get_parameter(name).stride(), name
+    assert_close(model(TOKENS), hf_gemma(TOKENS).logits, 1e-5, "logits from mapped weights")
 
 
-def test_processed_or_cast_loads_do_not_read_in_place(checkpoint_dir, hf_gemma, monkeypatch):
-    """Processing changes the values, and a dtype change needs a cast: no in-place reads."""
-    keys = read_in_place_keys(monkeypatch)
+def test_editing_a_mapped_weight_leaves_the_checkpoint_alone(checkpoint_dir, hf_gemma):
+    """Interpretability edits weights in place (ablations): the mapping is copy-on-write."""
+    file = checkpoint_dir / "model.safetensors"
+    before = file.read_bytes()
+    model = HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir))
+    model.blocks[0].attn.W_O.zero_()
+    assert file.read_bytes() == before
+    again = HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir))
+    assert_close(again(TOKENS), hf_gemma(TOKENS).logits, 1e-5, "a second load")
+    assert not torch.equal(model(TOKENS), again(TOKENS))
+
+
+def test_processed_or_cast_loads_copy_every_weight(checkpoint_dir, hf_gemma, monkeypatch):
+    """Processing changes the values, and a dtype change needs a cast: nothing is mapped."""
+    keys = mapped_keys(monkeypatch)
     processed = HookedTransformer.from_pretrained(str(checkpoint_dir))
     HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir), dtype=torch.bfloat16)
     assert keys == []

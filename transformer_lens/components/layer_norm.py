@@ -7,9 +7,20 @@ per-head input `[batch, pos, head_index, d_model]` alike.
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+
+
+def _fused(
+    x: Tensor, weight: Tensor | None, bias: Tensor | None, hook_scale: HookPoint, eps: float
+) -> Tensor | None:
+    """torch's own layer norm when nobody watches the scale: the kernel HF's nn.LayerNorm
+    runs (it computes in float32 inside for half precision), so the rounding is the same."""
+    if hook_scale.has_hooks() or (weight is not None and weight.dtype != x.dtype):
+        return None
+    return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
 
 
 def _upcast(x: Tensor) -> Tensor:
@@ -30,6 +41,9 @@ class LayerNormPre(nn.Module):
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
         """(x - mean) / sqrt(var + eps) over the last axis, computed in float32 for half
         precision and returned in x's dtype."""
+        fused = _fused(x, None, None, self.hook_scale, self.eps)
+        if fused is not None:
+            return self.hook_normalized(fused)
         dtype = x.dtype
         x = _upcast(x)
         x = x - x.mean(-1, keepdim=True)
@@ -53,6 +67,9 @@ class LayerNorm(nn.Module):
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
         """(x - mean) / sqrt(var + eps) * w + b over the last axis, computed in float32 for
         half precision and returned in x's dtype."""
+        fused = _fused(x, self.w, self.b, self.hook_scale, self.eps)
+        if fused is not None:
+            return self.hook_normalized(fused)
         dtype = x.dtype
         x = _upcast(x)
         x = x - x.mean(-1, keepdim=True)

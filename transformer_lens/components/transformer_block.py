@@ -84,7 +84,9 @@ class TransformerBlock(nn.Module):
         if self.cfg.attn_only:
             return self.hook_resid_post(resid_pre + attn_out)
         if self.cfg.parallel_attn_mlp:
-            return self.hook_resid_post(resid_pre + attn_out + self._mlp(resid_pre))
+            # (attention + MLP) + residual: the order in which HF's parallel blocks (GPT-NeoX,
+            # GPT-J, Phi) round their sums in half precision.
+            return self.hook_resid_post((attn_out + self._mlp(resid_pre)) + resid_pre)
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
         return self.hook_resid_post(resid_mid + self._mlp(resid_mid))
 

@@ -9,7 +9,6 @@ next is read, so at most one piece exists beside the model.
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,20 +138,25 @@ class _StreamingLoader:
             rest = self.process(whole, layers, unembed, center_unembed=True)
         _copy_into(self.targets, rest)
         self.loaded.update(rest)
+        for weight in piece:  # copied where they belong: give the file's pages back
+            if weight.hf_key is not None:
+                self.source.release(weight.hf_key)
 
     def read_in_place(self, weight: PlannedWeight) -> bool:
-        """Read a weight's bytes straight into its parameter, when the parameter is that HF
-        tensor in HF's byte layout (same dtype, and the transform only views it): one pass
-        over the bytes instead of a read and a copy. False when it cannot."""
+        """Make the parameter a copy-on-write view of the checkpoint file, as HF's loader
+        does, when the weight needs no arithmetic: same dtype, and a transform that only
+        views it into exactly the parameter's layout. Nothing is copied or read now; the
+        pages are read when the weight first is. False when it cannot."""
         target = self.targets.get(weight.key)
-        key = weight.hf_key
-        if target is None or key is None or not self.source.can_read_into(key, target.dtype):
+        if target is None or weight.hf_key is None:
             return False
-        storage = _parameter_storage_as(target, self.source.shape(key))
-        if storage is None or not _transform_views(weight, storage, target, self.cfg):
+        shape = self.source.shape(weight.hf_key)
+        if not _transform_views(weight, shape, target, self.cfg):
             return False
-        with torch.no_grad():
-            self.source.read_into(key, storage)
+        mapped = self.source.mapped(weight.hf_key, target.dtype)
+        if mapped is None:
+            return False
+        target.data = weight.source.transform(mapped, self.cfg)
         self.loaded.add(weight.key)
         return True
 
@@ -182,6 +186,7 @@ class _StreamingLoader:
                     self.targets[key][index].copy_(
                         value - offsets[key] if key in offsets else value
                     )
+            self.source.release(weight.hf_key, start, stop)
         self.loaded.update([weight.key, *vocab_keys])
 
     def _block(
@@ -236,21 +241,12 @@ def _pieces(
     yield [], True, unembed
 
 
-def _parameter_storage_as(target: Tensor, shape: tuple[int, ...]) -> Tensor | None:
-    """The parameter's whole storage seen as a contiguous tensor of the HF shape, or None
-    when the parameter does not own exactly that many elements."""
-    storage = target.untyped_storage()
-    if math.prod(shape) != target.numel() or storage.nbytes() != target.nbytes:
-        return None
-    return torch.empty(0, dtype=target.dtype).set_(storage).view(shape)
-
-
 def _transform_views(
-    weight: PlannedWeight, storage: Tensor, target: Tensor, cfg: HookedTransformerConfig
+    weight: PlannedWeight, shape: tuple[int, ...], target: Tensor, cfg: HookedTransformerConfig
 ) -> bool:
-    """Whether the weight's transform, applied to `storage`, is a view that is exactly the
-    parameter (checked on a meta tensor: no data is touched)."""
-    probe = torch.empty_strided(storage.shape, storage.stride(), dtype=storage.dtype, device="meta")
+    """Whether the weight's transform, applied to a contiguous HF tensor of this shape, is a
+    view with exactly the parameter's shape and strides (checked on a meta tensor)."""
+    probe = torch.empty(shape, dtype=target.dtype, device="meta")
     try:
         made = weight.source.transform(probe, cfg)
     except Exception:  # a transform that needs real data: not a view

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import struct
 
@@ -33,6 +34,7 @@ class SafetensorsFile:
         header.pop("__metadata__", None)
         self._data_start = 8 + header_size
         self._entries: dict[str, dict] = header
+        self._mapping: mmap.mmap | None = None
 
     def keys(self) -> list[str]:
         return list(self._entries)
@@ -51,22 +53,59 @@ class SafetensorsFile:
         return dtype
 
     def get_rows(self, key: str, start: int, stop: int) -> Tensor:
-        """Rows start:stop of the tensor (its first axis), read from disk alone."""
+        """Rows start:stop of the tensor (its first axis): a view of the mapped file when
+        the data is aligned (nothing is copied; `release` gives the pages back once they
+        have been used), else read from disk into private memory."""
+        mapped = self.mapped(key)
+        if mapped is not None:
+            return mapped[start:stop] if mapped.ndim else mapped
         shape = self.shape(key)
         # Uninitialised memory: the read touches each page once (zero-filling would twice).
         rows = torch.empty([stop - start, *shape[1:]] if shape else [], dtype=self.dtype(key))
         self._read(key, rows, start)
         return rows
 
-    def read_into(self, key: str, out: Tensor) -> None:
-        """Read the whole tensor straight into `out`: contiguous, of its shape and dtype
-        (a parameter's own storage, so that the bytes are written once)."""
-        if out.shape != self.shape(key) or out.dtype != self.dtype(key):
-            raise ValueError(
-                f"{self.path}: {key} is {self.shape(key)} {self.dtype(key)}, "
-                f"cannot read it into {tuple(out.shape)} {out.dtype}"
-            )
-        self._read(key, out, 0)
+    def mapped(self, key: str) -> Tensor | None:
+        """The tensor as a copy-on-write view of the file's pages (what HF's loader uses):
+        nothing is read until the tensor is, and writing to it copies only the pages
+        written. None when the data is not aligned for its dtype."""
+        dtype = self.dtype(key)
+        offset = self._data_start + self._entries[key]["data_offsets"][0]
+        item_size = torch.empty((), dtype=dtype).element_size()
+        if offset % item_size:
+            return None
+        if self._mapping is None:
+            # ACCESS_COPY (MAP_PRIVATE): writable, and writes never reach the file.
+            self._mapping = mmap.mmap(self._fd, 0, access=mmap.ACCESS_COPY)
+        if offset + self._nbytes(key) > len(self._mapping):
+            raise ValueError(f"{self.path}: truncated data for {key}")
+        shape = self.shape(key)
+        count = math.prod(shape)
+        if count == 0:
+            return None
+        flat = torch.frombuffer(self._mapping, dtype=dtype, count=count, offset=offset)
+        return flat.view(shape)
+
+    def release(self, key: str, start: int = 0, stop: int | None = None) -> None:
+        """Drop rows start:stop of a tensor's mapped pages from this process's memory, once
+        they have been copied where they belong. Safe whatever still views them: pages
+        that were never written are read from the file again if they are used again."""
+        if self._mapping is None:
+            return
+        shape = self.shape(key)
+        rows = shape[0] if shape else 1
+        stop = rows if stop is None else stop
+        row_bytes = (self._nbytes(key) // rows) if rows else 0
+        begin = self._data_start + self._entries[key]["data_offsets"][0] + start * row_bytes
+        end = begin + (stop - start) * row_bytes
+        page = mmap.PAGESIZE
+        begin, end = -(-begin // page) * page, end // page * page  # whole pages inside only
+        if end > begin:
+            self._mapping.madvise(mmap.MADV_DONTNEED, begin, end - begin)
+
+    def _nbytes(self, key: str) -> int:
+        first, last = self._entries[key]["data_offsets"]
+        return int(last - first)
 
     def _read(self, key: str, out: Tensor, start_row: int) -> None:
         if not out.is_contiguous() or out.device.type != "cpu":

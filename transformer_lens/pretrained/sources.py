@@ -53,15 +53,21 @@ class TensorSource:
             return tuple(self._shape_of(key))
         return tuple(self.get(key).shape)
 
-    def can_read_into(self, key: str, dtype: torch.dtype) -> bool:
-        """Whether `read_into` can fill a tensor of this dtype with the key's bytes as they
-        are (a safetensors file of that dtype)."""
+    def mapped(self, key: str, dtype: torch.dtype) -> Tensor | None:
+        """The tensor as a copy-on-write view of a safetensors file's pages, or None when
+        the source cannot map it (an in-memory model, a .bin shard, another dtype,
+        unaligned data)."""
         file = self._files.get(key)
-        return file is not None and file.dtype(key) == dtype
+        if file is None or file.dtype(key) != dtype:
+            return None
+        return file.mapped(key)
 
-    def read_into(self, key: str, out: Tensor) -> None:
-        """Read a tensor straight into `out` (see `can_read_into`)."""
-        self._files[key].read_into(key, out)
+    def release(self, key: str, start: int = 0, stop: int | None = None) -> None:
+        """Give back the memory that reading rows start:stop of a key took, once they have
+        been copied into the model (a no-op for sources that do not map files)."""
+        file = self._files.get(key)
+        if file is not None:
+            file.release(key, start, stop)
 
     def get_rows(self, key: str, start: int, stop: int) -> Tensor:
         """Rows start:stop of a tensor; reads only those rows where the format allows."""

@@ -63,6 +63,7 @@ def vocab_mean(
     total: Tensor | None = None
     for start, stop in row_blocks(source, weight.hf_key):
         block_sum = load_block(weight, cfg, source, start, stop).float().sum(axis, keepdim=True)
+        source.release(weight.hf_key, start, stop)
         total = block_sum if total is None else total + block_sum
     assert total is not None
     return total / source.shape(weight.hf_key)[0]
