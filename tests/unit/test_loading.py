@@ -584,3 +584,33 @@ def test_processed_or_cast_loads_copy_every_weight(checkpoint_dir, hf_gemma, mon
     assert keys == []
     logprobs = processed(TOKENS).log_softmax(-1)
     assert_close(logprobs, hf_gemma(TOKENS).logits.log_softmax(-1), 1e-5, "processed log-probs")
+
+
+@pytest.mark.parametrize("processed", [True, False], ids=["processed", "unprocessed"])
+def test_weights_from_hf_model_share_no_memory_with_it(hf_gemma, processed):
+    """Tensors of an in-memory HF model belong to it: they are copied, never adopted."""
+    load = (
+        HookedTransformer.from_pretrained
+        if processed
+        else HookedTransformer.from_pretrained_no_processing
+    )
+    model = load("google/gemma-2b", hf_model=hf_gemma)
+    theirs = {p.untyped_storage().data_ptr() for p in hf_gemma.parameters()}
+    shared = [n for n, p in model.named_parameters() if p.untyped_storage().data_ptr() in theirs]
+    assert shared == []
+
+
+@pytest.mark.parametrize("processed", [True, False], ids=["processed", "unprocessed"])
+def test_parameters_loaded_from_a_directory_own_distinct_memory(checkpoint_dir, processed):
+    """Adopting processed tensors (or mapping the file) never makes two parameters alias."""
+    load = (
+        HookedTransformer.from_pretrained
+        if processed
+        else HookedTransformer.from_pretrained_no_processing
+    )
+    model = load(str(checkpoint_dir))
+    pointers = [p.untyped_storage().data_ptr() for p in model.parameters()]
+    assert len(pointers) == len(set(pointers))
+    fresh = HookedTransformer(model.cfg)
+    for name, parameter in model.named_parameters():
+        assert parameter.stride() == fresh.get_parameter(name).stride(), name

@@ -78,10 +78,19 @@ def optional(
 
 
 # ----- named transforms: HF tensor -> our tensor ----------------------------------------
+def view_only(transform: Transform) -> Transform:
+    """Mark a transform that only views its input (no arithmetic, no copy): the loader may
+    then make the parameter a view of the checkpoint file itself."""
+    transform.is_view = True  # type: ignore[attr-defined]
+    return transform
+
+
+@view_only
 def unchanged(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     return weight
 
 
+@view_only
 def transposed(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     """nn.Linear [out, in] -> ours [in, out] (a view)."""
     return weight.T
@@ -95,9 +104,10 @@ def heads_in(n_heads_field: str) -> Transform:
         return weight.view(heads, cfg.d_head, cfg.d_model).transpose(1, 2)
 
     transform.__name__ = f"heads_in({n_heads_field})"
-    return transform
+    return view_only(transform)
 
 
+@view_only
 def heads_out(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     """o_proj [d_model, heads * d_head] -> [heads, d_head, d_model] (a view)."""
     return weight.view(cfg.d_model, cfg.n_heads, cfg.d_head).permute(1, 2, 0)
@@ -108,7 +118,7 @@ def head_bias(n_heads_field: str) -> Transform:
         return bias.view(_heads(cfg, n_heads_field), cfg.d_head)
 
     transform.__name__ = f"head_bias({n_heads_field})"
-    return transform
+    return view_only(transform)
 
 
 def plus_one(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
@@ -116,9 +126,16 @@ def plus_one(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     return weight.float() + 1.0
 
 
-def times_sqrt_d_model(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
-    """Gemma scales embeddings by sqrt(d_model), rounded to the weight dtype first as HF does."""
-    return weight * torch.tensor(cfg.d_model**0.5, dtype=torch.float32).to(weight.dtype)
+def times_sqrt_d_model(
+    weight: Tensor, cfg: HookedTransformerConfig, out: Tensor | None = None
+) -> Tensor:
+    """Gemma scales embeddings by sqrt(d_model), rounded to the weight dtype first as HF
+    does. `out`: write the result there (a parameter's rows) instead of a new tensor."""
+    scale = torch.tensor(cfg.d_model**0.5, dtype=torch.float32).to(weight.dtype)
+    return torch.mul(weight, scale, out=out)
+
+
+times_sqrt_d_model.writes_out = True  # type: ignore[attr-defined]
 
 
 # Transforms that act on each HF row alone, and which of our axes the HF rows become: a

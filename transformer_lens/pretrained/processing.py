@@ -12,7 +12,7 @@ import copy
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 from torch import Tensor
@@ -114,6 +114,7 @@ class _StreamingLoader:
         self.targets = dict(model.named_parameters())
         self.loaded: set[str] = set()
         self.processes = any(self.steps.values())
+        self.vocabulary_kept = _vocabulary_kept_by(self.steps)
 
     def process(
         self, tensors: dict[str, Tensor], layers: list[int], unembed: bool, center_unembed: bool
@@ -136,7 +137,7 @@ class _StreamingLoader:
             rest = {k: v for k, v in whole.items() if k in self.targets and k not in self.loaded}
         else:
             rest = self.process(whole, layers, unembed, center_unembed=True)
-        _copy_into(self.targets, rest)
+        _copy_into(self.targets, rest, adopt=self.source.private)
         self.loaded.update(rest)
         for weight in piece:  # copied where they belong: give the file's pages back
             if weight.hf_key is not None:
@@ -144,19 +145,25 @@ class _StreamingLoader:
 
     def read_in_place(self, weight: PlannedWeight) -> bool:
         """Make the parameter a copy-on-write view of the checkpoint file, as HF's loader
-        does, when the weight needs no arithmetic: same dtype, and a transform that only
-        views it into exactly the parameter's layout. Nothing is copied or read now; the
-        pages are read when the weight first is. False when it cannot."""
+        does, when the weight needs no arithmetic: same dtype, and a view-only transform
+        whose result has exactly the parameter's layout. Nothing is copied or read now;
+        the pages are read when the weight first is. False when it cannot."""
         target = self.targets.get(weight.key)
         if target is None or weight.hf_key is None:
             return False
-        shape = self.source.shape(weight.hf_key)
-        if not _transform_views(weight, shape, target, self.cfg):
+        if not getattr(weight.source.transform, "is_view", False):
             return False
         mapped = self.source.mapped(weight.hf_key, target.dtype)
         if mapped is None:
             return False
-        target.data = weight.source.transform(mapped, self.cfg)
+        made = weight.source.transform(mapped, self.cfg)
+        if not (
+            made.untyped_storage().data_ptr() == mapped.untyped_storage().data_ptr()
+            and made.shape == target.shape
+            and made.stride() == target.stride()
+        ):
+            return False
+        target.data = made
         self.loaded.add(weight.key)
         return True
 
@@ -175,6 +182,9 @@ class _StreamingLoader:
                 means[key] = companions[key].float().mean(0, keepdim=True)
             offsets = self._block(companions, means, weight.key, vocab_keys)
         for start, stop in vocab_chunks.row_blocks(self.source, weight.hf_key):
+            if not vocab_keys and self._write_block_directly(weight, axis, start, stop):
+                self.source.release(weight.hf_key, start, stop)
+                continue
             block = {
                 weight.key: vocab_chunks.load_block(weight, self.cfg, self.source, start, stop)
             }
@@ -183,11 +193,29 @@ class _StreamingLoader:
             with torch.no_grad():
                 for key, value in processed.items():
                     index = vocab_chunks.block_index(axis if key == weight.key else 0, start, stop)
-                    self.targets[key][index].copy_(
-                        value - offsets[key] if key in offsets else value
-                    )
+                    rows = self.targets[key][index]
+                    if key in offsets:  # centre straight into the parameter's rows
+                        torch.sub(value, offsets[key], out=rows)
+                    else:
+                        rows.copy_(value)
             self.source.release(weight.hf_key, start, stop)
         self.loaded.update([weight.key, *vocab_keys])
+
+    def _write_block_directly(
+        self, weight: PlannedWeight, axis: int, start: int, stop: int
+    ) -> bool:
+        """When processing leaves the matrix alone, a transform that can write into a given
+        tensor (Gemma's embedding scale) writes each block of rows straight into the
+        parameter: no block-sized temporary and no copy. False when that does not apply."""
+        transform: Any = weight.source.transform  # one that takes out=, per writes_out
+        if weight.key not in self.vocabulary_kept or not getattr(transform, "writes_out", False):
+            return False
+        assert weight.hf_key is not None
+        rows = self.targets[weight.key][vocab_chunks.block_index(axis, start, stop)]
+        raw = self.source.get_rows(weight.hf_key, start, stop)
+        with torch.no_grad():
+            transform(raw.to(rows.dtype), self.cfg, out=rows)  # rounded first, as made_from
+        return True
 
     def _block(
         self,
@@ -241,36 +269,45 @@ def _pieces(
     yield [], True, unembed
 
 
-def _transform_views(
-    weight: PlannedWeight, shape: tuple[int, ...], target: Tensor, cfg: HookedTransformerConfig
-) -> bool:
-    """Whether the weight's transform, applied to a contiguous HF tensor of this shape, is a
-    view with exactly the parameter's shape and strides (checked on a meta tensor)."""
-    probe = torch.empty(shape, dtype=target.dtype, device="meta")
-    try:
-        made = weight.source.transform(probe, cfg)
-    except Exception:  # a transform that needs real data: not a view
-        return False
-    is_view = made is probe or made._base is probe
-    return (
-        is_view
-        and made.dtype == target.dtype
-        and made.shape == target.shape
-        and made.stride() == target.stride()
-        and made.storage_offset() == target.storage_offset()
-    )
+def _vocabulary_kept_by(steps: _Steps) -> set[str]:
+    """The vocabulary matrices whose values these processing steps leave as they are."""
+    kept = set()
+    if not steps["center_writing_weights"]:
+        kept.add("embed.W_E")
+    if not (steps["fold_ln"] or steps["center_unembed"]):
+        kept.add("unembed.W_U")
+    return kept
 
 
-def _copy_into(targets: dict[str, torch.nn.Parameter], tensors: dict[str, Tensor]) -> None:
+def _copy_into(
+    targets: dict[str, torch.nn.Parameter], tensors: dict[str, Tensor], adopt: bool = False
+) -> None:
+    """Put each tensor into its parameter. With `adopt` (tensors that belong to nobody
+    else), a tensor already in the parameter's dtype and layout becomes its storage instead
+    of being copied; otherwise, or when two keys hold one tensor, it is copied."""
     unexpected = sorted(set(tensors) - set(targets))
     if unexpected:
         raise ValueError(f"Checkpoint produced keys the model does not have: {unexpected}")
+    adopted: set[int] = set()
     with torch.no_grad():
         for key, value in tensors.items():
             target = targets[key]
             if target.shape != value.shape:
                 raise ValueError(f"{key}: got {tuple(value.shape)}, expected {tuple(target.shape)}")
-            target.copy_(value)  # keeps the parameter's layout and dtype
+            storage = value.untyped_storage()
+            if (
+                adopt
+                and storage.data_ptr() not in adopted
+                and storage.nbytes() == value.nbytes  # nothing else in that memory
+                and value.dtype == target.dtype
+                and value.device == target.device
+                and value.stride() == target.stride()
+                and value.storage_offset() == target.storage_offset()
+            ):
+                adopted.add(storage.data_ptr())
+                target.data = value
+            else:
+                target.copy_(value)  # keeps the parameter's layout and dtype
 
 
 def _for_processing(tensors: dict[str, Tensor], flags: ProcessingFlags) -> dict[str, Tensor]:

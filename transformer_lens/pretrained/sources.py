@@ -24,11 +24,15 @@ class TensorSource:
         row_getters: dict[str, Any] | None = None,
         shape_of: Any = None,
         files: dict[str, SafetensorsFile] | None = None,
+        private: bool = False,
     ):
         self._getters = getters
         self._row_getters = row_getters
         self._shape_of = shape_of
         self._files = files or {}
+        # Whether the tensors it returns belong to nobody else (read or privately mapped
+        # from files), so that the model may keep them instead of copying them.
+        self.private = private
         self._stack = stack or ExitStack()
 
     def keys(self) -> list[str]:
@@ -113,7 +117,12 @@ def _from_safetensors(files: list[str]) -> TensorSource:
             row_getters[key] = handle.get_rows
             handles[key] = handle
     return TensorSource(
-        getters, stack, row_getters, lambda key: handles[key].shape(key), files=handles
+        getters,
+        stack,
+        row_getters,
+        lambda key: handles[key].shape(key),
+        files=handles,
+        private=True,
     )
 
 
@@ -123,4 +132,4 @@ def _from_bin(files: list[str]) -> TensorSource:
         shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
         for key in shard:
             getters[key] = shard.__getitem__
-    return TensorSource(getters)
+    return TensorSource(getters, private=True)  # mmap=True maps the shards privately

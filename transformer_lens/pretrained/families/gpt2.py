@@ -9,7 +9,15 @@ from typing import Any
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained.adapter import Adapter, Transform, hf, transposed, unchanged, zeros
+from transformer_lens.pretrained.adapter import (
+    Adapter,
+    Transform,
+    hf,
+    transposed,
+    unchanged,
+    view_only,
+    zeros,
+)
 from transformer_lens.pretrained.families.hf_config import must_be_false
 from transformer_lens.pretrained.official import OfficialModel
 
@@ -81,9 +89,10 @@ def fused_qkv_bias_part(part: int) -> Transform:
         return bias[part * width : (part + 1) * width].reshape(cfg.n_heads, cfg.d_head)
 
     transform.__name__ = f"fused_qkv_bias_part({part})"
-    return transform
+    return view_only(transform)
 
 
+@view_only
 def conv1d_heads_out(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     """c_proj weight [heads * d_head, d_model] -> [heads, d_head, d_model] (a view)."""
     return weight.view(cfg.n_heads, cfg.d_head, cfg.d_model)

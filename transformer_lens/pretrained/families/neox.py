@@ -17,6 +17,7 @@ from transformer_lens.pretrained.adapter import (
     heads_out,
     hf,
     transposed,
+    view_only,
     zeros,
 )
 from transformer_lens.pretrained.families.gpt2 import activation
@@ -78,7 +79,7 @@ def per_head_qkv_part(part: int) -> Transform:
         return per_head[:, part].transpose(1, 2)
 
     transform.__name__ = f"per_head_qkv_part({part})"
-    return transform
+    return view_only(transform)
 
 
 def per_head_qkv_bias_part(part: int) -> Transform:
@@ -88,7 +89,7 @@ def per_head_qkv_bias_part(part: int) -> Transform:
         return bias.view(cfg.n_heads, 3, cfg.d_head)[:, part]
 
     transform.__name__ = f"per_head_qkv_bias_part({part})"
-    return transform
+    return view_only(transform)
 
 
 LAYER = "gpt_neox.layers.{i}"

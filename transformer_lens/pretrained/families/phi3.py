@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained.adapter import Transform, heads_in, hf, transposed
+from transformer_lens.pretrained.adapter import Transform, heads_in, hf, transposed, view_only
 from transformer_lens.pretrained.families.hf_config import head_dim, must_be_false, rope_parameters
 from transformer_lens.pretrained.families.llama_like import (
     ATTENTION,
@@ -67,7 +67,7 @@ def qkv_part(part: str, n_heads_field: str) -> Transform:
         return per_head(weight[_qkv_rows(cfg, part)], cfg)
 
     transform.__name__ = f"qkv_part({part})"
-    return transform
+    return view_only(transform)
 
 
 def gate_up_part(part: int) -> Transform:
@@ -78,7 +78,7 @@ def gate_up_part(part: int) -> Transform:
         return transposed(weight.chunk(2, dim=0)[part], cfg)
 
     transform.__name__ = f"gate_up_part({part})"
-    return transform
+    return view_only(transform)
 
 
 QKV = f"{ATTENTION}.qkv_proj.weight"
