@@ -78,7 +78,7 @@ def write_checkpoint(directory: str) -> int:
     from transformer_lens.pretrained.official_models import official_hf_config
 
     config = official_hf_config(MODEL)
-    config.torch_dtype = "bfloat16"
+    config.dtype = "bfloat16"
     os.makedirs(directory, exist_ok=True)
     config.save_pretrained(directory)
     with torch.device("meta"):  # names and shapes only
@@ -92,7 +92,11 @@ def write_checkpoint(directory: str) -> int:
     offset = 0
     for name, shape in tensors.items():
         size = 2 * _numel(shape)
-        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": "BF16",
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned
@@ -100,7 +104,7 @@ def write_checkpoint(directory: str) -> int:
     generator = torch.Generator().manual_seed(0)
     with open(path, "wb") as file:
         file.write(struct.pack("<Q", len(raw)) + raw)
-        for name, shape in tensors.items():
+        for shape in tensors.values():
             rows = shape[0]
             row_items = _numel(shape[1:])
             step = max(1, (64 * 2**20) // max(1, row_items))
