@@ -6,7 +6,9 @@ memory), then, each in a fresh process:
   1. Hugging Face: `AutoModelForCausalLM.from_pretrained(path, dtype=bfloat16)` and the
      logits of a short prompt (the reference);
   2. ours: `HookedTransformer.from_pretrained(path, dtype=torch.bfloat16)` (processed:
-     fold_ln, centring), then `run_with_cache` on the same prompt.
+     fold_ln, centring), then `run_with_cache` on the same prompt;
+  3. the same without processing (`from_pretrained_no_processing`), whose log-probs
+     should equal HF's bit for bit.
 Each child reports its peak resident memory and times; ours also reports how far its
 log-probabilities are from HF's. Classic TransformerLens peaks at 2-3x the model's size
 while loading (about 34-51 GB here) and cannot run this at all.
@@ -50,9 +52,10 @@ OURS_CHILD = r"""
 import json, resource, sys, time, warnings, torch
 from transformer_lens import HookedTransformer
 warnings.simplefilter("ignore")
-path, prompt = sys.argv[1], json.loads(sys.argv[2])
+path, prompt, processed = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "processed"
+load = HookedTransformer.from_pretrained if processed else HookedTransformer.from_pretrained_no_processing
 start = time.perf_counter()
-model = HookedTransformer.from_pretrained(path, dtype=torch.bfloat16)
+model = load(path, dtype=torch.bfloat16)
 loaded = time.perf_counter()
 load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 with torch.no_grad():
@@ -124,10 +127,10 @@ def _numel(shape: tuple[int, ...]) -> int:
     return total
 
 
-def run_child(code: str, directory: str) -> dict[str, float]:
+def run_child(code: str, directory: str, *extra: str) -> dict[str, float]:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     out = subprocess.run(
-        [sys.executable, "-c", code, directory, json.dumps(PROMPT)],
+        [sys.executable, "-c", code, directory, json.dumps(PROMPT), *extra],
         capture_output=True,
         text=True,
         env=env,
@@ -151,18 +154,17 @@ def main() -> None:
         hf = run_child(HF_CHILD, args.dir)
         print(f"HF from_pretrained: load {hf['load_s']:.1f}s, forward {hf['forward_s']:.1f}s, "
               f"peak {hf['peak_bytes'] / gib:.1f} GiB")  # fmt: skip
-        ours = run_child(OURS_CHILD, args.dir)
-        print(
-            f"HookedTransformer.from_pretrained (processed): load {ours['load_s']:.1f}s, peak "
-            f"while loading {ours['load_peak_bytes'] / gib:.1f} GiB "
-            f"({ours['load_peak_bytes'] / ours['model_bytes']:.2f}x the model's "
-            f"{ours['model_bytes'] / gib:.1f} GiB)"
-        )
-        print(
-            f"run_with_cache ({len(PROMPT)} tokens, {ours['cached_activations']} activations): "
-            f"{ours['run_with_cache_s']:.1f}s, peak {ours['peak_bytes'] / gib:.1f} GiB; "
-            f"max |log-prob diff| vs HF {ours['max_logprob_diff_vs_hf']:.3f}"
-        )
+        for kind in ("processed", "unprocessed"):
+            ours = run_child(OURS_CHILD, args.dir, kind)
+            print(
+                f"HookedTransformer ({kind}): load {ours['load_s']:.1f}s, peak while loading "
+                f"{ours['load_peak_bytes'] / gib:.1f} GiB "
+                f"({ours['load_peak_bytes'] / ours['model_bytes']:.2f}x the model's "
+                f"{ours['model_bytes'] / gib:.1f} GiB); run_with_cache ({len(PROMPT)} tokens, "
+                f"{ours['cached_activations']} activations) {ours['run_with_cache_s']:.1f}s, "
+                f"peak {ours['peak_bytes'] / gib:.1f} GiB; max |log-prob diff| vs HF "
+                f"{ours['max_logprob_diff_vs_hf']:.4f}"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(args.dir, ignore_errors=True)

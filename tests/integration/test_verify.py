@@ -49,7 +49,11 @@ def gemma_dir(tmp_path_factory):
 
 def run_json(capsys, *argv: str) -> tuple[int, dict]:
     status = main(["verify", *argv, "--json", "--no-progress"])
-    return status, json.loads(capsys.readouterr().out)
+    return status, json.loads(capsys.readouterr().out, parse_constant=reject_non_standard)
+
+
+def reject_non_standard(name: str) -> None:
+    raise AssertionError(f"--json printed {name}, which strict JSON parsers refuse")
 
 
 def test_real_weights_from_a_directory_pass_every_row(gemma_dir, capsys):
@@ -147,3 +151,15 @@ def test_module_entry_point_runs():
         check=False,
     )
     assert result.returncode == 0 and "--layers" in result.stdout
+
+
+def test_processing_that_raises_is_a_failed_row(gemma_dir, capsys, monkeypatch):
+    def refuse(self, **kwargs):
+        raise ValueError("fold_ln cannot fold this norm")
+
+    monkeypatch.setattr(HookedTransformer, "process_weights_", refuse)
+    status, report = run_json(capsys, str(gemma_dir))
+    assert status == EXIT_FAILED
+    row = next(r for r in report["rows"] if r["check"] == "processed vs unprocessed (log-probs)")
+    assert row["passed"] is False and "fold_ln cannot fold this norm" in row["note"]
+    assert row["value"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,8 @@ class Report:
             "rows": [
                 {
                     "check": row.check,
-                    "value": row.value,
+                    # Strict JSON has no Infinity: a failure with no number is null.
+                    "value": row.value if row.value is None or math.isfinite(row.value) else None,
                     "tolerance": row.tolerance,
                     "unit": row.unit,
                     "passed": row.passed,

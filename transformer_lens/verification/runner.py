@@ -219,12 +219,16 @@ def _processing_row(model: HookedTransformer, prompts: Prompts, rtol: float) -> 
     It runs in place and last, so that no second copy of the model is needed."""
     with torch.no_grad():
         unprocessed = [model(tokens).log_softmax(-1) for tokens in prompts]
+    check = "processed vs unprocessed (log-probs)"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # a step that does not apply says so: keep it as a note
-        model.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
+        try:
+            model.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
+        except (ValueError, NotImplementedError) as error:  # a failed row, not a crash
+            return Row(check, float("inf"), 0.0, note=f"processing raised: {error}")
     references = iter(unprocessed)
     comparison = checks.compare(
         prompts, lambda tokens: model(tokens).log_softmax(-1), lambda _: next(references)
     )
     skipped = "; ".join(str(w.message).split(":")[0] for w in caught)
-    return comparison.row("processed vs unprocessed (log-probs)", rtol, note=skipped)
+    return comparison.row(check, rtol, note=skipped)
