@@ -90,7 +90,7 @@ class SafetensorsFile:
         """Drop rows start:stop of a tensor's mapped pages from this process's memory, once
         they have been copied where they belong. Safe whatever still views them: pages
         that were never written are read from the file again if they are used again."""
-        if self._mapping is None:
+        if self._mapping is None or not hasattr(mmap, "MADV_DONTNEED"):  # e.g. Windows
             return
         shape = self.shape(key)
         rows = shape[0] if shape else 1
