@@ -163,3 +163,23 @@ def test_processing_that_raises_is_a_failed_row(gemma_dir, capsys, monkeypatch):
     row = next(r for r in report["rows"] if r["check"] == "processed vs unprocessed (log-probs)")
     assert row["passed"] is False and "fold_ln cannot fold this norm" in row["note"]
     assert row["value"] is None
+
+
+def test_a_repo_id_in_the_local_hub_cache_uses_its_real_weights(
+    gemma_dir, tmp_path, capsys, monkeypatch
+):
+    """A repo id that is no official name is looked up in the local Hugging Face cache."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    repo = tmp_path / "models--someone--tiny-gemma"
+    snapshot = repo / "snapshots" / "0123abcd"
+    shutil.copytree(gemma_dir, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    status, report = run_json(capsys, "someone/tiny-gemma")
+    assert status == EXIT_PASSED
+    assert report["origin"] == f"real weights from {snapshot}"
