@@ -183,3 +183,11 @@ def test_a_repo_id_in_the_local_hub_cache_uses_its_real_weights(
     status, report = run_json(capsys, "someone/tiny-gemma")
     assert status == EXIT_PASSED
     assert report["origin"] == f"real weights from {snapshot}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_a_missing_device_is_an_error_naming_it(gemma_dir, capsys):
+    assert main(["verify", str(gemma_dir), "--device", "cuda", "--no-progress"]) == EXIT_ERROR
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert main(["verify", str(gemma_dir), "--device", "gpu9", "--no-progress"]) == EXIT_ERROR
+    assert "is not a torch device" in capsys.readouterr().err

@@ -48,6 +48,7 @@ class VerifyOptions:
 def verify(options: VerifyOptions) -> Report:
     """Compare a HookedTransformer with Hugging Face on the same weights, row by row."""
     dtype = resolve_dtype(options.dtype)
+    _check_device(options.device)
     rtol = options.relative_tolerance
     if rtol is None:
         rtol = checks.RELATIVE_TOLERANCE[dtype]
@@ -83,6 +84,18 @@ def verify(options: VerifyOptions) -> Report:
             report.rows.append(_processing_row(model, prompts, rtol))
         report.rows += timings
     return report
+
+
+def _check_device(device: str) -> None:
+    """A clear error for a device this machine does not have, before anything is built."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as error:
+        raise ValueError(f"--device {device!r} is not a torch device: {error}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: CUDA is not available on this machine")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device!r}: MPS is not available on this machine")
 
 
 def _load_model(
