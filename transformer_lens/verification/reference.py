@@ -160,7 +160,11 @@ def _from_directory(
             attn_implementation="eager",
             local_files_only=True,
         )
-    kept = f", first {config.num_hidden_layers} of {full} layers" if layers else ""
+    kept = (
+        f", first {config.num_hidden_layers} of {full} layers"
+        if config.num_hidden_layers != full
+        else ""
+    )
     return Reference(
         hf_model.to(device).eval(),
         directory,
