@@ -388,11 +388,22 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
             self.cfg.dtype = dtype
         if print_details and (device is not None or dtype is not None):
             logging.info("Moved model to %s", device if device is not None else dtype)
+        return super().to(*args, **kwargs)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> HookedTransformer:
+        """Every conversion (`to`, `half`, `cuda`, ...) keeps tied embeddings tied (torch
+        converts each parameter on its own, which would untie them) and puts an untied W_U
+        that changed dtype or device in the fastest layout for them."""
+        if not hasattr(self, "unembed"):  # still being built
+            return super()._apply(fn, recurse)
         tied = self.unembed.is_tied_to(self.embed)
-        moved = super().to(*args, **kwargs)
-        if tied:  # torch converts each parameter on its own, which would untie them
+        before = (self.unembed.W_U.dtype, self.unembed.W_U.device)
+        super()._apply(fn, recurse)
+        if tied:
             self.unembed.tie_to(self.embed)
-        return moved
+        elif (self.unembed.W_U.dtype, self.unembed.W_U.device) != before:
+            self.unembed.use_fastest_layout()
+        return self
 
     def cuda(self, device: int | torch.device | None = None) -> HookedTransformer:  # type: ignore[override]
         """Move to a CUDA device ("cuda" by default) through `to`."""

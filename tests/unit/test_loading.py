@@ -558,10 +558,21 @@ def test_unprocessed_load_maps_view_weights_from_the_file(checkpoint_dir, hf_gem
     assert projections <= set(keys)
     assert keys.count("model.embed_tokens.weight") == 1  # for W_U only
     assert not any("norm" in key for key in keys)
+    assert_layouts_feed_the_matmuls(model)
+    assert_close(model(TOKENS), hf_gemma(TOKENS).logits, 1e-5, "logits from mapped weights")
+
+
+def assert_layouts_feed_the_matmuls(model) -> None:
+    """Every parameter has the layout of a fresh model's (no copy per forward), except
+    W_U, which may also keep HF's transposed layout (F.linear reads both in place)."""
+    from transformer_lens.components.unembed import Unembed
+
     fresh = HookedTransformer(model.cfg)
     for name, parameter in model.named_parameters():
-        assert parameter.stride() == fresh.get_parameter(name).stride(), name
-    assert_close(model(TOKENS), hf_gemma(TOKENS).logits, 1e-5, "logits from mapped weights")
+        if name == "unembed.W_U":
+            assert Unembed.accepts_layout(parameter)
+        else:
+            assert parameter.stride() == fresh.get_parameter(name).stride(), name
 
 
 def test_editing_a_mapped_weight_leaves_the_checkpoint_alone(checkpoint_dir, hf_gemma):
@@ -611,6 +622,4 @@ def test_parameters_loaded_from_a_directory_own_distinct_memory(checkpoint_dir, 
     model = load(str(checkpoint_dir))
     pointers = [p.untyped_storage().data_ptr() for p in model.parameters()]
     assert len(pointers) == len(set(pointers))
-    fresh = HookedTransformer(model.cfg)
-    for name, parameter in model.named_parameters():
-        assert parameter.stride() == fresh.get_parameter(name).stride(), name
+    assert_layouts_feed_the_matmuls(model)

@@ -254,9 +254,12 @@ def assert_forward_layouts(model: HookedTransformer) -> None:
     for weight in (attn.W_Q, attn._W_K, attn._W_V):
         assert storage(linear_weight_from_heads(weight)) == storage(weight)
     mlp = model.blocks[0].mlp
-    for weight in (mlp.W_in, mlp.W_gate, mlp.W_out, model.unembed.W_U):
+    for weight in (mlp.W_in, mlp.W_gate, mlp.W_out):
         assert weight.T.is_contiguous()
         assert storage(weight.T) == storage(weight)
+    # W_U: row-major in float32 on CPU, HF's transposed layout otherwise (the faster one).
+    W_U = model.unembed.W_U
+    assert W_U.is_contiguous() if W_U.dtype == torch.float32 else W_U.T.is_contiguous()
 
 
 def test_fresh_model_weights_have_the_forward_layout():
@@ -314,3 +317,66 @@ def test_tied_embeddings_share_one_matrix_until_processing_unties_them():
     assert not model.unembed.is_tied_to(model.embed)
     assert not torch.equal(model.W_U, model.W_E.T)
     assert (model(tokens).log_softmax(-1) - before).abs().max() < 1e-5
+
+
+# ----- W_U's layout follows its dtype (row-major is faster in float32 on CPU only) -------
+def w_u_is_row_major(model: HookedTransformer) -> bool:
+    return model.unembed.W_U.is_contiguous()
+
+
+def test_w_u_layout_follows_every_conversion_and_keeps_the_values():
+    model = build(GROUPED)
+    expected = model.W_U.detach().clone()
+    parameter = model.unembed.W_U
+    assert w_u_is_row_major(model)
+    for dtype, convert in (
+        (torch.bfloat16, lambda m: m.to(torch.bfloat16)),
+        (torch.float32, lambda m: m.float()),
+        (torch.float16, lambda m: m.half()),
+        (torch.float32, lambda m: m.to(torch.float32)),
+    ):
+        convert(model)
+        expected = expected.to(dtype)
+        row_major = dtype == torch.float32
+        assert w_u_is_row_major(model) is row_major
+        assert model.unembed.W_U.T.is_contiguous() is not row_major
+        assert model.unembed.W_U is parameter  # the same Parameter: optimizers keep it
+        assert torch.equal(model.W_U, expected)
+
+
+def test_both_w_u_layouts_give_the_same_logits():
+    model, reference = build(GROUPED), build(GROUPED)
+    reference.unembed.W_U.data = reference.W_U.detach().T.contiguous().T  # HF's layout
+    assert not torch.equal(
+        torch.tensor(model.unembed.W_U.stride()), torch.tensor(reference.unembed.W_U.stride())
+    )
+    # The GEMM may sum in another order for the other layout: float32 rounding only.
+    assert torch.allclose(model(TOKENS), reference(TOKENS), rtol=0, atol=1e-6)
+
+
+def test_tied_embeddings_stay_tied_through_every_conversion():
+    model = build(GPT2_LIKE)
+    model.unembed.tie_to(model.embed)
+    for convert in (lambda m: m.half(), lambda m: m.float(), lambda m: m.to(torch.bfloat16)):
+        convert(model)
+        assert model.unembed.is_tied_to(model.embed)
+        assert torch.equal(model.W_U, model.W_E.T)
+
+
+def test_untie_gives_w_u_the_fastest_layout():
+    model = build(GPT2_LIKE)
+    model.unembed.tie_to(model.embed)
+    model.unembed.untie()
+    assert not model.unembed.is_tied_to(model.embed) and w_u_is_row_major(model)
+    assert torch.equal(model.W_U, model.W_E.T)
+
+
+def test_moving_to_where_the_model_already_is_copies_nothing():
+    """A conversion that changes nothing keeps W_U's storage (a file-mapped W_U stays
+    mapped after from_pretrained's move to its device)."""
+    model = build(GROUPED)
+    hf_layout = model.W_U.detach().T.contiguous().T
+    model.unembed.W_U.data = hf_layout
+    model.to("cpu")
+    model.to(torch.float32)
+    assert storage(model.unembed.W_U) == storage(hf_layout)

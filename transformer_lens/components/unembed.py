@@ -11,6 +11,14 @@ from transformer_lens.components.embed import Embed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 
+def _row_major_is_faster(weight: Tensor) -> bool:
+    """Whether W_U [d_model, d_vocab_out] multiplies faster stored row-major (classic
+    TransformerLens's layout) than transposed (HF's [d_vocab_out, d_model]). Measured on CPU
+    for this wide matrix (BENCHMARKS.md): row-major is 5-15% faster in float32, but
+    1.25-1.8x slower in bfloat16 and 50-80x slower in float16; elsewhere HF's layout."""
+    return weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.float64)
+
+
 class Unembed(nn.Module):
     """Unembedding W_U [d_model, d_vocab_out] and bias b_U [d_vocab_out]."""
 
@@ -18,6 +26,8 @@ class Unembed(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.W_U = matrix_parameter(cfg.d_model, cfg.d_vocab_out, cfg.dtype)
+        if _row_major_is_faster(self.W_U):  # allocated afresh: the memory is not touched yet
+            self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab_out, dtype=cfg.dtype))
         self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab_out, dtype=cfg.dtype))
 
     def forward(
@@ -38,6 +48,25 @@ class Unembed(nn.Module):
         return self.W_U.untyped_storage().data_ptr() == embed.W_E.untyped_storage().data_ptr()
 
     def untie(self) -> None:
-        """Give W_U storage of its own (same values, same [d_vocab_out, d_model] layout)."""
+        """Give W_U storage of its own (same values), in the fastest layout."""
         own = self.W_U.detach().T.clone().T
         self.W_U = nn.Parameter(own, requires_grad=self.W_U.requires_grad)
+        self.use_fastest_layout()
+
+    def use_fastest_layout(self) -> None:
+        """Store W_U in the layout its device and dtype multiply fastest: row-major for
+        float32 on CPU, HF's transposed layout otherwise. Values, the Parameter object and
+        the public shape stay; memory is copied only when the layout changes."""
+        weight = self.W_U.detach()
+        if not Unembed.accepts_layout(weight):
+            return  # an unusual layout someone assigned: leave it alone
+        row_major = _row_major_is_faster(weight)
+        if weight.is_contiguous() if row_major else weight.T.is_contiguous():
+            return
+        self.W_U.data = weight.contiguous() if row_major else weight.T.contiguous().T
+
+    @staticmethod
+    def accepts_layout(weight: Tensor) -> bool:
+        """Whether a [d_model, d_vocab_out] tensor reaches the matmul without a copy:
+        row-major or HF's transposed layout."""
+        return weight.ndim == 2 and (weight.is_contiguous() or weight.T.is_contiguous())

@@ -19,6 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from transformer_lens import weight_processing
+from transformer_lens.components.unembed import Unembed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained import vocab_chunks
 from transformer_lens.pretrained.adapter import transposed, unchanged
@@ -157,10 +158,15 @@ class _StreamingLoader:
         if mapped is None:
             return False
         made = weight.source.transform(mapped, self.cfg)
+        # W_U may keep the file's (HF's) layout: F.linear reads it in place, and mapping
+        # beats copying 1-2 GB into the layout that multiplies a little faster.
+        same_layout = made.stride() == target.stride() or (
+            weight.key == "unembed.W_U" and Unembed.accepts_layout(made)
+        )
         if not (
             made.untyped_storage().data_ptr() == mapped.untyped_storage().data_ptr()
             and made.shape == target.shape
-            and made.stride() == target.stride()
+            and same_layout
         ):
             return False
         target.data = made
@@ -181,6 +187,7 @@ class _StreamingLoader:
             for key in vocab_keys:
                 means[key] = companions[key].float().mean(0, keepdim=True)
             offsets = self._block(companions, means, weight.key, vocab_keys)
+        staging = _TransposeBuffer()
         for start, stop in vocab_chunks.row_blocks(self.source, weight.hf_key):
             if not vocab_keys and self._write_block_directly(weight, axis, start, stop):
                 self.source.release(weight.hf_key, start, stop)
@@ -194,6 +201,8 @@ class _StreamingLoader:
                 for key, value in processed.items():
                     index = vocab_chunks.block_index(axis if key == weight.key else 0, start, stop)
                     rows = self.targets[key][index]
+                    if rows.stride()[-1] == 1 and value.stride()[-1] != 1:
+                        value = staging.transposed(value)
                     if key in offsets:  # centre straight into the parameter's rows
                         torch.sub(value, offsets[key], out=rows)
                     else:
@@ -267,6 +276,23 @@ def _pieces(
     for layer in sorted(by_layer):
         yield [layer], False, by_layer[layer]
     yield [], True, unembed
+
+
+class _TransposeBuffer:
+    """A row-major W_U is written from HF's transposed rows: each block is transposed into
+    one reused contiguous buffer (torch's fast transpose, no fresh pages per block), so
+    that the parameter's rows are then written in long contiguous runs."""
+
+    def __init__(self) -> None:
+        self.buffer: Tensor | None = None
+
+    def transposed(self, value: Tensor) -> Tensor:
+        buffer = self.buffer
+        if buffer is None or buffer.dtype != value.dtype or buffer.shape[1] < value.shape[1]:
+            buffer = self.buffer = torch.empty(value.shape, dtype=value.dtype)
+        staged = buffer[:, : value.shape[1]]
+        staged.copy_(value)
+        return staged
 
 
 def _vocabulary_kept_by(steps: _Steps) -> set[str]:
