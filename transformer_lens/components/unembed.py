@@ -14,7 +14,7 @@ from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 def _row_major_is_faster(weight: Tensor) -> bool:
     """Whether W_U [d_model, d_vocab_out] multiplies faster stored row-major (classic
     TransformerLens's layout) than transposed (HF's [d_vocab_out, d_model]). Measured on CPU
-    for this wide matrix (BENCHMARKS.md): row-major is 5-15% faster in float32, but
+    for this wide matrix (BENCHMARKS.md): row-major is 4-16% faster in float32, but
     1.25-1.8x slower in bfloat16 and 50-80x slower in float16; elsewhere HF's layout."""
     return weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.float64)
 
@@ -25,9 +25,10 @@ class Unembed(nn.Module):
     def __init__(self, cfg: HookedTransformerConfig):
         super().__init__()
         self.cfg = cfg
-        self.W_U = matrix_parameter(cfg.d_model, cfg.d_vocab_out, cfg.dtype)
-        if _row_major_is_faster(self.W_U):  # allocated afresh: the memory is not touched yet
+        if _row_major_is_faster(torch.empty(0, dtype=cfg.dtype)):  # built on the CPU
             self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab_out, dtype=cfg.dtype))
+        else:
+            self.W_U = matrix_parameter(cfg.d_model, cfg.d_vocab_out, cfg.dtype)
         self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab_out, dtype=cfg.dtype))
 
     def forward(
@@ -49,9 +50,12 @@ class Unembed(nn.Module):
 
     def untie(self) -> None:
         """Give W_U storage of its own (same values), in the fastest layout."""
-        own = self.W_U.detach().T.clone().T
+        weight = self.W_U.detach()
+        if _row_major_is_faster(weight):
+            own = weight.clone(memory_format=torch.contiguous_format)
+        else:
+            own = weight.T.clone(memory_format=torch.contiguous_format).T
         self.W_U = nn.Parameter(own, requires_grad=self.W_U.requires_grad)
-        self.use_fastest_layout()
 
     def use_fastest_layout(self) -> None:
         """Store W_U in the layout its device and dtype multiply fastest: row-major for
