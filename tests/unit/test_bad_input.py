@@ -41,33 +41,23 @@ import pytest
 import torch
 
 from tests.helpers import assert_close
+from tests.tiny_models import (
+    D_MODEL,
+    D_VOCAB,
+    GPT2_LIKE,
+    GROUPED,
+    MODELS,
+    N_CTX,
+    TOKENS,
+    attached_hooks,
+    build,
+)
 from transformer_lens import (
     HookedTransformer,
     HookedTransformerConfig,
     HookedTransformerKeyValueCache,
     loading_from_pretrained,
 )
-
-N_CTX, D_VOCAB, D_MODEL = 16, 50, 32
-COMMON = dict(
-    n_layers=2, d_model=D_MODEL, n_ctx=N_CTX, d_head=8, d_vocab=D_VOCAB, rotary_base=10000.0
-)
-GROUPED = dict(
-    COMMON,
-    n_heads=4,
-    n_key_value_heads=2,
-    act_fn="silu",
-    normalization_type="RMS",
-    positional_embedding_type="rotary",
-    gated_mlp=True,
-)
-GPT2_LIKE = dict(COMMON, act_fn="gelu_new", normalization_type="LN")
-MODELS = {"grouped": GROUPED, "gpt2_like": GPT2_LIKE}
-TOKENS = torch.tensor([[1, 7, 3, 9, 22, 4], [5, 2, 49, 0, 11, 8]])
-
-
-def build(fields: dict, **overrides) -> HookedTransformer:
-    return HookedTransformer(HookedTransformerConfig(**{**fields, **overrides}, seed=0))
 
 
 @pytest.fixture(params=list(MODELS))
@@ -78,16 +68,6 @@ def model(request) -> HookedTransformer:
 @pytest.fixture
 def grouped() -> HookedTransformer:
     return build(GROUPED)
-
-
-def attached_hooks(model: HookedTransformer) -> int:
-    return sum(
-        len(hp._forward_hooks)
-        + len(hp._forward_pre_hooks)
-        + len(hp._backward_hooks)
-        + len(hp._backward_pre_hooks)
-        for hp in model.hook_dict.values()
-    )
 
 
 def logits(model: HookedTransformer) -> torch.Tensor:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from tests.tiny_models import attached_hooks
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 
@@ -28,10 +29,6 @@ def model() -> HookedTransformer:
 @pytest.fixture
 def tokens() -> torch.Tensor:
     return torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))
-
-
-def attached_hooks(model: HookedTransformer) -> int:
-    return sum(len(h._forward_hooks) + len(h._backward_hooks) for h in model.hook_dict.values())
 
 
 def test_hooks_are_removed_after_an_exception_inside_a_hook(model, tokens):

@@ -5,29 +5,12 @@ import pytest
 import torch
 
 from tests.helpers import assert_close
-from transformer_lens import HookedTransformer, HookedTransformerConfig, utils
+from tests.tiny_models import D_MODEL, D_VOCAB, GPT2_LIKE, GROUPED, N_CTX, TOKENS, build
+from transformer_lens import HookedTransformer, utils
 from transformer_lens.HookedTransformer import Output
 
-N_CTX, D_VOCAB, D_MODEL = 16, 50, 32
-# rotary_base is a float only to dodge the annotation bug pinned down in test_config.py.
-COMMON = dict(
-    n_layers=2, d_model=D_MODEL, n_ctx=N_CTX, d_head=8, d_vocab=D_VOCAB, rotary_base=10000.0
-)
-ROTARY_GQA = dict(
-    COMMON,
-    n_heads=4,
-    n_key_value_heads=2,
-    act_fn="silu",
-    normalization_type="RMS",
-    positional_embedding_type="rotary",
-    gated_mlp=True,
-)
-GPT2_LIKE = dict(COMMON, act_fn="gelu_new", normalization_type="LN")
+ROTARY_GQA = GROUPED
 MODELS = {"rotary_gqa": ROTARY_GQA, "gpt2_like": GPT2_LIKE}
-
-
-def build(fields: dict) -> HookedTransformer:
-    return HookedTransformer(HookedTransformerConfig(**fields, seed=0))
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +31,7 @@ def rotary_model() -> HookedTransformer:
 
 @pytest.fixture
 def tokens() -> torch.Tensor:
-    return torch.tensor([[1, 7, 3, 9, 22, 4], [5, 2, 49, 0, 11, 8]])
+    return TOKENS.clone()
 
 
 # ----- input checks ---------------------------------------------------------------------

@@ -16,25 +16,12 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from tests.tiny_models import GPT2_LIKE, MODELS, TOKENS, attached_hooks
 from transformer_lens import (
     HookedTransformer,
     HookedTransformerConfig,
     HookedTransformerKeyValueCache,
 )
-
-COMMON = dict(n_layers=2, d_model=32, n_ctx=16, d_head=8, d_vocab=50, rotary_base=10000.0)
-GROUPED = dict(
-    COMMON,
-    n_heads=4,
-    n_key_value_heads=2,
-    act_fn="silu",
-    normalization_type="RMS",
-    positional_embedding_type="rotary",
-    gated_mlp=True,
-)
-GPT2_LIKE = dict(COMMON, act_fn="gelu_new", normalization_type="LN")
-MODELS = {"grouped": GROUPED, "gpt2_like": GPT2_LIKE}
-TOKENS = torch.tensor([[1, 7, 3, 9, 22, 4], [5, 2, 49, 0, 11, 8]])
 
 # The warning run_with_hooks gives for backward hooks is not what these tests are about.
 pytestmark = pytest.mark.filterwarnings("ignore:run_with_hooks removes its hooks:UserWarning")
@@ -43,16 +30,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:run_with_hooks removes its hooks
 @pytest.fixture(params=list(MODELS))
 def model(request) -> HookedTransformer:
     return HookedTransformer(HookedTransformerConfig(**MODELS[request.param], seed=0))
-
-
-def attached_hooks(model: HookedTransformer) -> int:
-    return sum(
-        len(hp._forward_hooks)
-        + len(hp._forward_pre_hooks)
-        + len(hp._backward_hooks)
-        + len(hp._backward_pre_hooks)
-        for hp in model.hook_dict.values()
-    )
 
 
 def logits(model: HookedTransformer) -> torch.Tensor:
