@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -137,7 +137,12 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
             raise ValueError(
                 f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}"
             )
-        with _rolled_back_on_error(past_kv_cache):
+        rollback = (
+            contextlib.nullcontext()
+            if past_kv_cache is None
+            else past_kv_cache.rolled_back_on_error()
+        )
+        with rollback:
             residual, inputs = self._run_blocks(
                 input, tokens, attention_mask, start_at_layer, stop_at_layer,
                 prepend_bos, padding_side, past_kv_cache, shortformer_pos_embed,
@@ -489,17 +494,3 @@ def _tied_in(state_dict: Mapping[str, Any]) -> bool:
     """Whether a state dict keeps W_U equal to W_E^T (else a tied model must untie)."""
     W_E, W_U = state_dict.get("embed.W_E"), state_dict.get("unembed.W_U")
     return W_E is None or W_U is None or (W_E.shape == W_U.T.shape and torch.equal(W_E, W_U.T))
-
-
-@contextlib.contextmanager
-def _rolled_back_on_error(cache: HookedTransformerKeyValueCache | None) -> Iterator[None]:
-    """A forward that fails half way leaves the key/value cache as it was before it."""
-    if cache is None:
-        yield
-        return
-    checkpoint = cache.checkpoint()
-    try:
-        yield
-    except BaseException:
-        cache.restore(checkpoint)
-        raise

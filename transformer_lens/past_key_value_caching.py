@@ -10,6 +10,8 @@ Storage grows by doubling, so appending a token copies nothing already cached.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -168,6 +170,16 @@ class HookedTransformerKeyValueCache:
         self.previous_attention_mask = self.previous_attention_mask[:, :mask_length]
         for entry, length in zip(self.entries, entry_lengths, strict=True):
             entry.truncate(length)
+
+    @contextlib.contextmanager
+    def rolled_back_on_error(self) -> Iterator[None]:
+        """A forward that fails inside this block leaves the cache as it was before it."""
+        checkpoint = self.checkpoint()
+        try:
+            yield
+        except BaseException:
+            self.restore(checkpoint)
+            raise
 
     def __getitem__(self, layer: int) -> HookedTransformerKeyValueCacheEntry:
         return self.entries[layer]
