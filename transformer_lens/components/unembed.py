@@ -11,12 +11,12 @@ from transformer_lens.components.embed import Embed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 
-def _row_major_is_faster(weight: Tensor) -> bool:
+def _row_major_is_faster(dtype: torch.dtype, device: torch.device) -> bool:
     """Whether W_U [d_model, d_vocab_out] multiplies faster stored row-major (classic
     TransformerLens's layout) than transposed (HF's [d_vocab_out, d_model]). Measured on CPU
     for this wide matrix (BENCHMARKS.md): row-major is 4-16% faster in float32, but
     1.25-1.8x slower in bfloat16 and 50-80x slower in float16; elsewhere HF's layout."""
-    return weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.float64)
+    return device.type == "cpu" and dtype in (torch.float32, torch.float64)
 
 
 class Unembed(nn.Module):
@@ -25,7 +25,7 @@ class Unembed(nn.Module):
     def __init__(self, cfg: HookedTransformerConfig):
         super().__init__()
         self.cfg = cfg
-        if _row_major_is_faster(torch.empty(0, dtype=cfg.dtype)):  # built on the CPU
+        if _row_major_is_faster(cfg.dtype, torch.device("cpu")):  # built on the CPU
             self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab_out, dtype=cfg.dtype))
         else:
             self.W_U = matrix_parameter(cfg.d_model, cfg.d_vocab_out, cfg.dtype)
@@ -51,7 +51,7 @@ class Unembed(nn.Module):
     def untie(self) -> None:
         """Give W_U storage of its own (same values), in the fastest layout."""
         weight = self.W_U.detach()
-        if _row_major_is_faster(weight):
+        if _row_major_is_faster(weight.dtype, weight.device):
             own = weight.clone(memory_format=torch.contiguous_format)
         else:
             own = weight.T.clone(memory_format=torch.contiguous_format).T
@@ -64,7 +64,7 @@ class Unembed(nn.Module):
         weight = self.W_U.detach()
         if not Unembed.accepts_layout(weight):
             return  # an unusual layout someone assigned: leave it alone
-        row_major = _row_major_is_faster(weight)
+        row_major = _row_major_is_faster(weight.dtype, weight.device)
         if weight.is_contiguous() if row_major else weight.T.is_contiguous():
             return
         self.W_U.data = weight.contiguous() if row_major else weight.T.contiguous().T

@@ -144,12 +144,14 @@ def _hook_mode_rows(model: HookedTransformer, prompts: Prompts, rtol: float) -> 
     with torch.no_grad():
         plain = [model(tokens) for tokens in prompts]
     rows = [
-        _with_flag(model, "set_use_split_qkv_input", prompts, plain, "split input on vs off", rtol)
+        _with_flag(
+            model, model.set_use_split_qkv_input, prompts, plain, "split input on vs off", rtol
+        )
     ]
     rows.append(
         _with_flag(
             model,
-            "set_use_split_qkv_input",
+            model.set_use_split_qkv_input,
             prompts,
             plain,
             "split input, per-head copies edited vs off",
@@ -158,17 +160,17 @@ def _hook_mode_rows(model: HookedTransformer, prompts: Prompts, rtol: float) -> 
         )
     )
     rows.append(
-        _with_flag(model, "set_use_attn_result", prompts, plain, "attn_result on vs off", rtol)
+        _with_flag(model, model.set_use_attn_result, prompts, plain, "attn_result on vs off", rtol)
     )
     rows.append(
-        _with_flag(model, "set_use_hook_mlp_in", prompts, plain, "hook_mlp_in on vs off", rtol)
+        _with_flag(model, model.set_use_hook_mlp_in, prompts, plain, "hook_mlp_in on vs off", rtol)
     )
     n_kv = model.cfg.n_key_value_heads
     if n_kv is not None and n_kv != model.cfg.n_heads:
         rows.append(
             _with_flag(
                 model,
-                "set_ungroup_grouped_query_attention",
+                model.set_ungroup_grouped_query_attention,
                 prompts,
                 plain,
                 "ungrouped vs grouped",
@@ -190,18 +192,18 @@ def _hook_mode_rows(model: HookedTransformer, prompts: Prompts, rtol: float) -> 
 
 def _with_flag(
     model: HookedTransformer,
-    setter: str,
+    set_flag: Callable[[bool], None],
     prompts: Prompts,
     plain: Sequence[Tensor],
     check: str,
     rtol: float,
     hooks: list[tuple[Callable[[str], bool], Callable[..., Tensor]]] | None = None,
 ) -> Row:
-    getattr(model, setter)(True)
+    set_flag(True)
     try:
         return checks.mode_vs_plain(model, prompts, plain, check, rtol, hooks)
     finally:
-        getattr(model, setter)(False)
+        set_flag(False)
 
 
 @contextlib.contextmanager
