@@ -1,0 +1,99 @@
+"""Loading the vocabulary matrices block by block gives the same weights as one block.
+
+Real vocabularies (Gemma: 256k rows) are read in blocks of a few MiB; tiny test
+vocabularies fit in one. Here the block size is shrunk so that a 101-token vocabulary is
+read in many blocks with a short last one, through every path: Gemma's scaled W_E written
+straight into the parameter, the folded and centred row-major W_U (RMSNorm), and GPT-2's
+LayerNorm, whose bias folds into b_U block by block beside W_U."""
+
+import warnings
+
+import pytest
+import torch
+
+from tests.helpers import randomize_norms, tiny_gemma_config
+from transformer_lens import HookedTransformer
+from transformer_lens.pretrained import vocab_chunks
+
+VOCAB = 101
+BLOCK_ROWS = 7  # 101 = 14 * 7 + 3: many blocks and a short last one
+
+
+@pytest.fixture(autouse=True)
+def quiet_and_no_grad():
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tiny configs differ from official; no tokenizer
+        yield
+
+
+def gemma_checkpoint(path):
+    from transformers import GemmaForCausalLM
+
+    torch.manual_seed(0)
+    model = GemmaForCausalLM(tiny_gemma_config(vocab_size=VOCAB)).eval()
+    randomize_norms(model)
+    model.save_pretrained(path)
+    return path
+
+
+def gpt2_checkpoint(path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64)
+    model = GPT2LMHeadModel(config).eval()
+    randomize_norms(model)
+    model.save_pretrained(path)
+    return path
+
+
+def load(path, processed: bool, block_rows: int | None, monkeypatch) -> HookedTransformer:
+    """Load with blocks of `block_rows` vocabulary rows (None: the default, one block here),
+    checking that the requested number of blocks is really what the loader read."""
+    blocks_seen: list[int] = []
+    row_blocks = vocab_chunks.row_blocks
+
+    def counted(source, hf_key):
+        blocks = row_blocks(source, hf_key)
+        blocks_seen.append(len(blocks))
+        return blocks
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vocab_chunks, "row_blocks", counted)
+        if block_rows is not None:
+            d_model = 64
+            patch.setattr(vocab_chunks, "_BLOCK_BYTES", block_rows * d_model * 4)
+        loader = (
+            HookedTransformer.from_pretrained
+            if processed
+            else HookedTransformer.from_pretrained_no_processing
+        )
+        model = loader(str(path))
+    expected = 1 if block_rows is None else -(-VOCAB // block_rows)
+    assert blocks_seen and set(blocks_seen) == {expected}
+    return model
+
+
+# GPT-2 without processing reads nothing by blocks: W_E maps the file and W_U is tied to it.
+CASES = [(gemma_checkpoint, True), (gemma_checkpoint, False), (gpt2_checkpoint, True)]
+
+
+@pytest.mark.parametrize(
+    ("make_checkpoint", "processed"),
+    CASES,
+    ids=["gemma-processed", "gemma-unprocessed", "gpt2-processed"],
+)
+def test_many_vocabulary_blocks_give_the_weights_of_one(
+    make_checkpoint, processed, tmp_path, monkeypatch
+):
+    path = make_checkpoint(tmp_path / "checkpoint")
+    whole = load(path, processed, None, monkeypatch).state_dict()
+    blocked = load(path, processed, BLOCK_ROWS, monkeypatch).state_dict()
+    assert whole.keys() == blocked.keys()
+    for key, value in whole.items():
+        if processed:
+            # Identical except for center_unembed's mean over the vocabulary, which is
+            # summed block by block: float32 summation order, a few ulp of |W_U| ~ 1.
+            torch.testing.assert_close(blocked[key], value, atol=1e-6, rtol=0, msg=key)
+        else:
+            assert torch.equal(blocked[key], value), key
