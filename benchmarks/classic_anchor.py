@@ -40,6 +40,7 @@ def load_speed_module() -> Any:
 
 def build_classic(speed: Any, case: Any) -> tuple[Any, Any]:
     import transformers
+
     from transformer_lens import HookedTransformer
     from transformer_lens import loading_from_pretrained as loading
 
