@@ -7,7 +7,8 @@ for example:
         transformers==5.24.0 einops fancy-einsum better-abc typeguard jaxtyping \
         "beartype<0.15" rich tqdm sentencepiece pandas datasets
     /tmp/classic/bin/pip install --no-deps transformer-lens==2.18.0
-    /tmp/classic/bin/python benchmarks/classic_anchor.py --rounds 7
+    /tmp/classic/bin/python benchmarks/classic_anchor.py --rounds 7 --save classic.json
+    python benchmarks/speed.py --rounds 7 --classic classic.json   # this fork, same anchors
 
 It builds the same HF models as `speed.py` (same configs, same seed), converts them with the
 classic package's own weight conversion (no processing), and prints the same ratios to HF
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -131,6 +133,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--case", type=int, action="append", help="index into speed.CASES")
+    parser.add_argument("--save", help="write the ratios as JSON, for speed.py --classic")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -143,13 +146,20 @@ def main() -> None:
         f"threads {torch.get_num_threads()}, rounds {args.rounds} (medians)"
     )
     indices = args.case if args.case else range(len(speed.CASES))
+    saved: dict[str, dict[str, float]] = {}
     for index in indices:
         case = speed.CASES[index]
         print(f"\n{case.name}")
         hf, classic = build_classic(speed, case)
-        for label, value in rows(speed, case, hf, classic, args.rounds):
+        measured = rows(speed, case, hf, classic, args.rounds)
+        for label, value in measured:
             print(f"  {label:<40}{value:>8.3f}")
+        # Keyed like speed.py's rows, so that it can use them as anchors.
+        saved[case.name] = {label.replace("classic ", ""): value for label, value in measured}
         del hf, classic
+    if args.save:
+        with open(args.save, "w") as handle:
+            json.dump(saved, handle, indent=1)
 
 
 if __name__ == "__main__":

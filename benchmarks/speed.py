@@ -15,11 +15,15 @@ Rows:
                      with and without split input                 / HF generate (higher is better)
 
 Run: python benchmarks/speed.py [--quick] [--rounds 3] [--threads N] [--device cpu|cuda] [--dtype ...]
+     [--classic classic.json]   (2.18's ratios saved by classic_anchor.py --save, used as
+                                 the anchors instead of the issue's and printed alongside)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import statistics
 import time
 import warnings
@@ -252,6 +256,19 @@ def print_generate_top_ops(hf, ours, device: str) -> None:
             print(f"  top ops of generate, {name}:\n{table}")
 
 
+def with_classic_anchors(cases: list[Case], path: str) -> list[Case]:
+    """The cases with 2.18's forward ratio re-measured by classic_anchor.py --save (same
+    harness, same machine, same day) as their anchor."""
+    with open(path) as handle:
+        measured: dict[str, dict[str, float]] = json.load(handle)
+    return [
+        dataclasses.replace(case, anchor=measured[case.name]["forward / HF eager"])
+        if case.name in measured
+        else case
+        for case in cases
+    ]
+
+
 def missed_targets(case: Case, rows: list[tuple[str, float]]) -> list[str]:
     """The issue's targets this case missed (forward at or below 2.18's ratio, generate at
     least 1.1x HF), so that the run explains where their time goes."""
@@ -276,11 +293,14 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="print torch.profiler top ops of each forward"
     )
+    parser.add_argument("--classic", help="JSON of 2.18's ratios from classic_anchor.py --save")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     cases = [CASES[0], CASES[3]] if args.quick else CASES
+    if args.classic:
+        cases = with_classic_anchors(cases, args.classic)
     print(
         f"device {args.device}, dtype {args.dtype}, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, rounds {args.rounds} (medians)"
@@ -293,6 +313,8 @@ def main() -> None:
         print(f"\n{case.name}")
         for label, value in rows:
             print(f"  {label:<40}{value:>8.3f}")
+        if case.anchor is not None:
+            print(f"  {'classic 2.18 forward / HF eager (anchor)':<40}{case.anchor:>8.3f}")
         missed = missed_targets(case, rows)
         if missed:
             print(f"  targets missed: {', '.join(missed)} (top ops below)")
