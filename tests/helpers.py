@@ -5,6 +5,7 @@ import copy
 import torch
 from torch import Tensor
 
+from transformer_lens import HookedTransformer
 from transformer_lens.verification.reference import cast_like_from_pretrained
 
 
@@ -24,6 +25,13 @@ def tiny_gemma_config(num_key_value_heads: int = 1, **overrides):
     )
     fields.update(overrides)
     return GemmaConfig(**fields)
+
+
+def pretrained_loader(processed: bool):
+    """from_pretrained (fold_ln and friends) or from_pretrained_no_processing."""
+    if processed:
+        return HookedTransformer.from_pretrained
+    return HookedTransformer.from_pretrained_no_processing
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ import socket
 import pytest
 import torch
 
-from tests.helpers import assert_close
+from tests.helpers import assert_close, pretrained_loader
 from tests.integration import test_family_parity as parity
 from tests.integration.family_rows import ROWS, FamilyRow, hf_model
 from transformer_lens import HookedTransformer
@@ -45,9 +45,7 @@ def _no_grad():
 
 def load(row: FamilyRow, variant: str = "gqa", processed: bool = False) -> HookedTransformer:
     hf = hf_model(row, variant)
-    if processed:
-        return HookedTransformer.from_pretrained(row.official_name, hf_model=hf)
-    return HookedTransformer.from_pretrained_no_processing(row.official_name, hf_model=hf)
+    return pretrained_loader(processed)(row.official_name, hf_model=hf)
 
 
 def outside_window(pos: int, window: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from tests.helpers import assert_close
+from tests.helpers import assert_close, pretrained_loader
 from transformer_lens import HookedTransformer
 
 pytestmark = [
@@ -43,9 +43,8 @@ def tokens(seed: int = 0) -> torch.Tensor:
 
 
 def load(hf, processed: bool = False, **kwargs) -> HookedTransformer:
-    if processed:  # fold_ln, center_unembed, fold_value_biases (centring writes is skipped)
-        return HookedTransformer.from_pretrained("google/gemma-2b", hf_model=hf, **kwargs)
-    return HookedTransformer.from_pretrained_no_processing("google/gemma-2b", hf_model=hf, **kwargs)
+    # processed: fold_ln, center_unembed, fold_value_biases (centring writes is skipped)
+    return pretrained_loader(processed)("google/gemma-2b", hf_model=hf, **kwargs)
 
 
 def is_split_input(name: str) -> bool:

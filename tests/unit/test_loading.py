@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from tests.helpers import assert_close, tiny_gemma_config
+from tests.helpers import assert_close, pretrained_loader, tiny_gemma_config
 from transformer_lens import HookedTransformer, loading_from_pretrained
 from transformer_lens.pretrained.registry import ADAPTERS
 from transformer_lens.pretrained.weight_conversions import convert_gemma_weights
@@ -600,11 +600,7 @@ def test_processed_or_cast_loads_copy_every_weight(checkpoint_dir, hf_gemma, mon
 @pytest.mark.parametrize("processed", [True, False], ids=["processed", "unprocessed"])
 def test_weights_from_hf_model_share_no_memory_with_it(hf_gemma, processed):
     """Tensors of an in-memory HF model belong to it: they are copied, never adopted."""
-    load = (
-        HookedTransformer.from_pretrained
-        if processed
-        else HookedTransformer.from_pretrained_no_processing
-    )
+    load = pretrained_loader(processed)
     model = load("google/gemma-2b", hf_model=hf_gemma)
     theirs = {p.untyped_storage().data_ptr() for p in hf_gemma.parameters()}
     shared = [n for n, p in model.named_parameters() if p.untyped_storage().data_ptr() in theirs]
@@ -614,11 +610,7 @@ def test_weights_from_hf_model_share_no_memory_with_it(hf_gemma, processed):
 @pytest.mark.parametrize("processed", [True, False], ids=["processed", "unprocessed"])
 def test_parameters_loaded_from_a_directory_own_distinct_memory(checkpoint_dir, processed):
     """Adopting processed tensors (or mapping the file) never makes two parameters alias."""
-    load = (
-        HookedTransformer.from_pretrained
-        if processed
-        else HookedTransformer.from_pretrained_no_processing
-    )
+    load = pretrained_loader(processed)
     model = load(str(checkpoint_dir))
     pointers = [p.untyped_storage().data_ptr() for p in model.parameters()]
     assert len(pointers) == len(set(pointers))

@@ -3,27 +3,13 @@
 import pytest
 import torch
 
-from tests.tiny_models import attached_hooks
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from tests.tiny_models import GROUPED, attached_hooks, build
+from transformer_lens import HookedTransformer
 
 
 @pytest.fixture
 def model() -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_ctx=16,
-        d_head=8,
-        n_heads=4,
-        n_key_value_heads=2,
-        d_vocab=50,
-        act_fn="silu",
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-        gated_mlp=True,
-        seed=0,
-    )
-    return HookedTransformer(cfg)
+    return build(GROUPED)
 
 
 @pytest.fixture

@@ -6,22 +6,15 @@ import pytest
 import torch
 
 from tests.helpers import assert_close
+from tests.tiny_models import GPT2_LIKE, GROUPED
 from tests.tokenizers import load_tokenizer, save_tokenizers
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 N_CTX = 24
-COMMON = dict(n_layers=2, d_model=32, n_ctx=N_CTX, d_head=8, d_vocab=-1, rotary_base=10000.0)
+# The shared tiny models, with a longer context and the vocabulary taken from the tokenizer.
 MODELS = {
-    "rotary_gqa": dict(
-        COMMON,
-        n_heads=4,
-        n_key_value_heads=2,
-        act_fn="silu",
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-        gated_mlp=True,
-    ),
-    "learned_positions": dict(COMMON, act_fn="gelu_new", normalization_type="LN"),
+    "rotary_gqa": dict(GROUPED, n_ctx=N_CTX, d_vocab=-1),
+    "learned_positions": dict(GPT2_LIKE, n_ctx=N_CTX, d_vocab=-1),
 }
 TEXT = "the cat sat on the mat"
 

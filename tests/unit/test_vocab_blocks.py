@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 
-from tests.helpers import randomize_norms, tiny_gemma_config
+from tests.helpers import pretrained_loader, randomize_norms, tiny_gemma_config
 from transformer_lens import HookedTransformer
 from transformer_lens.pretrained import vocab_chunks
 
@@ -63,12 +63,7 @@ def load(path, processed: bool, block_rows: int | None, monkeypatch) -> HookedTr
         if block_rows is not None:
             d_model = 64
             patch.setattr(vocab_chunks, "_BLOCK_BYTES", block_rows * d_model * 4)
-        loader = (
-            HookedTransformer.from_pretrained
-            if processed
-            else HookedTransformer.from_pretrained_no_processing
-        )
-        model = loader(str(path))
+        model = pretrained_loader(processed)(str(path))
     expected = 1 if block_rows is None else -(-VOCAB // block_rows)
     assert blocks_seen and set(blocks_seen) == {expected}
     return model
