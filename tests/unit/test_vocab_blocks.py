@@ -4,7 +4,8 @@ Real vocabularies (Gemma: 256k rows) are read in blocks of a few MiB; tiny test
 vocabularies fit in one. Here the block size is shrunk so that a 101-token vocabulary is
 read in many blocks with a short last one, through every path: Gemma's scaled W_E written
 straight into the parameter, the folded and centred row-major W_U (RMSNorm), and GPT-2's
-LayerNorm, whose bias folds into b_U block by block beside W_U."""
+LayerNorm, whose bias folds into b_U block by block beside W_U. center_unembed's mean is
+summed during W_E's pass when the embeddings are tied, and checked against HF's matrix."""
 
 import warnings
 
@@ -92,3 +93,43 @@ def test_many_vocabulary_blocks_give_the_weights_of_one(
             torch.testing.assert_close(blocked[key], value, atol=1e-6, rtol=0, msg=key)
         else:
             assert torch.equal(blocked[key], value), key
+
+
+def gemma_untied_checkpoint(path):
+    from transformers import GemmaForCausalLM
+
+    torch.manual_seed(0)
+    config = tiny_gemma_config(vocab_size=VOCAB, tie_word_embeddings=False)
+    model = GemmaForCausalLM(config).eval()
+    randomize_norms(model)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_center_unembed_mean_is_summed_once(tied, tmp_path, monkeypatch):
+    """With tied embeddings, W_U's mean over the vocabulary is summed from the rows W_E's
+    pass reads (no separate pass over the matrix); untied, W_U's own pass sums it. Either
+    way the processed W_U is the HF matrix with ln_final folded in, centred over the
+    vocabulary."""
+    from transformers import GemmaForCausalLM
+
+    make = gemma_checkpoint if tied else gemma_untied_checkpoint
+    path = make(tmp_path / "checkpoint")
+    separate_passes: list[str] = []
+    vocab_mean = vocab_chunks.vocab_mean
+
+    def counted(weight, *args):
+        separate_passes.append(weight.key)
+        return vocab_mean(weight, *args)
+
+    monkeypatch.setattr(vocab_chunks, "vocab_mean", counted)
+    model = load(path, True, BLOCK_ROWS, monkeypatch)
+    assert separate_passes == ([] if tied else ["unembed.W_U"])
+
+    hf = GemmaForCausalLM.from_pretrained(str(path)).eval()
+    folded = hf.lm_head.weight.T * (1 + hf.model.norm.weight)[:, None]  # Gemma's 1 + w
+    expected = folded - folded.mean(1, keepdim=True)
+    # float32: the fold is one rounding per entry, the block-summed mean a few ulp of ~1
+    torch.testing.assert_close(model.W_U, expected, atol=1e-6, rtol=0)
+    assert float(model.W_U.mean(1).abs().max()) < 1e-6

@@ -91,6 +91,7 @@ def stream_and_process(
     tie = _keeps_unembedding_tied(planned, source, loader.cfg, loader.steps)
     if tie:
         planned = [w for w in planned if w.key != "unembed.W_U"]
+    loader.unembed_sum = _unembedding_sum_during_embedding(planned, source, loader)
     pieces = list(_pieces(planned))
     for layers, unembed, piece in tqdm(
         pieces, desc="Loading weights", unit="piece", disable=not progress_bar, leave=False
@@ -116,6 +117,8 @@ class _StreamingLoader:
         self.loaded: set[str] = set()
         self.processes = any(self.steps.values())
         self.vocabulary_kept = _vocabulary_kept_by(self.steps)
+        # center_unembed's sum of W_U over the vocabulary, when W_E's pass reads its rows
+        self.unembed_sum: vocab_chunks.VocabSum | None = None
 
     def process(
         self, tensors: dict[str, Tensor], layers: list[int], unembed: bool, center_unembed: bool
@@ -183,18 +186,24 @@ class _StreamingLoader:
         vocab_keys = ["unembed.b_U"] if unembed and "unembed.b_U" in companions else []
         offsets: dict[str, Tensor] = {}
         if unembed and self.steps["center_unembed"]:
-            means = {weight.key: vocab_chunks.vocab_mean(weight, axis, self.cfg, self.source)}
+            if self.unembed_sum is not None:
+                mean = self.unembed_sum.mean(self.source)
+            else:
+                mean = vocab_chunks.vocab_mean(weight, axis, self.cfg, self.source)
+            means = {weight.key: mean}
             for key in vocab_keys:
                 means[key] = companions[key].float().mean(0, keepdim=True)
             offsets = self._block(companions, means, weight.key, vocab_keys)
+        riding_sum = self.unembed_sum if weight.key == "embed.W_E" else None
         staging = _TransposeBuffer()
         for start, stop in vocab_chunks.row_blocks(self.source, weight.hf_key):
-            if not vocab_keys and self._write_block_directly(weight, axis, start, stop):
+            hf_rows = self.source.get_rows(weight.hf_key, start, stop)
+            if riding_sum is not None:
+                riding_sum.add(hf_rows)
+            if not vocab_keys and self._write_block_directly(weight, axis, hf_rows, start, stop):
                 self.source.release(weight.hf_key, start, stop)
                 continue
-            block = {
-                weight.key: vocab_chunks.load_block(weight, self.cfg, self.source, start, stop)
-            }
+            block = {weight.key: weight.made_from(hf_rows, self.cfg)}
             block.update({k: companions[k][start:stop] for k in vocab_keys})
             processed = self._block(companions, block, weight.key, vocab_keys)
             with torch.no_grad():
@@ -211,7 +220,7 @@ class _StreamingLoader:
         self.loaded.update([weight.key, *vocab_keys])
 
     def _write_block_directly(
-        self, weight: PlannedWeight, axis: int, start: int, stop: int
+        self, weight: PlannedWeight, axis: int, hf_rows: Tensor, start: int, stop: int
     ) -> bool:
         """When processing leaves the matrix alone, a transform that can write into a given
         tensor (Gemma's embedding scale) writes each block of rows straight into the
@@ -221,9 +230,8 @@ class _StreamingLoader:
             return False
         assert weight.hf_key is not None
         rows = self.targets[weight.key][vocab_chunks.block_index(axis, start, stop)]
-        raw = self.source.get_rows(weight.hf_key, start, stop)
         with torch.no_grad():
-            transform(raw.to(rows.dtype), self.cfg, out=rows)  # rounded first, as made_from
+            transform(hf_rows.to(rows.dtype), self.cfg, out=rows)  # rounded first, as made_from
         return True
 
     def _block(
@@ -237,6 +245,28 @@ class _StreamingLoader:
         unembed = key.startswith("unembed.")
         processed = self.process({**companions, **block}, [], unembed, center_unembed=False)
         return {k: processed[k] for k in (key, *vocab_keys)}
+
+
+def _unembedding_sum_during_embedding(
+    planned: list[PlannedWeight], source: TensorSource, loader: _StreamingLoader
+) -> vocab_chunks.VocabSum | None:
+    """With tied embeddings (W_U made from W_E's checkpoint tensor), center_unembed's mean of
+    W_U is summed from the rows W_E's block pass reads anyway, instead of reading the whole
+    matrix once more before W_U's pass. None when that does not apply."""
+    by_key = {w.key: w for w in planned}
+    embed, unembed = by_key.get("embed.W_E"), by_key.get("unembed.W_U")
+    if not (loader.processes and loader.steps["center_unembed"]) or embed is None:
+        return None
+    if unembed is None or embed.hf_key is None or unembed.hf_key is None:
+        return None
+    axis = vocab_chunks.chunk_axis(unembed)
+    if (
+        axis is None
+        or vocab_chunks.chunk_axis(embed) is None
+        or not source.same_tensor(embed.hf_key, unembed.hf_key)
+    ):
+        return None
+    return vocab_chunks.VocabSum(unembed, axis, loader.cfg)
 
 
 def _keeps_unembedding_tied(

@@ -9,8 +9,6 @@ column: we fold the raw mean once, then subtract it from each folded block.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
@@ -25,8 +23,6 @@ from transformer_lens.pretrained.sources import TensorSource
 _BLOCK_BYTES = 4 * 2**20
 # (our key, our vocabulary axis when it comes from a row-local transform of HF rows)
 CHUNKABLE = {"embed.W_E", "unembed.W_U"}
-
-Process = Callable[[dict[str, Tensor]], dict[str, Tensor]]
 
 
 def chunk_axis(weight: PlannedWeight) -> int | None:
@@ -43,19 +39,31 @@ def row_blocks(source: TensorSource, hf_key: str) -> list[tuple[int, int]]:
     return [(start, min(start + size, rows)) for start in range(0, rows, size)]
 
 
-def load_block(
-    weight: PlannedWeight,
-    cfg: HookedTransformerConfig,
-    source: TensorSource,
-    start: int,
-    stop: int,
-) -> Tensor:
-    assert weight.hf_key is not None
-    return weight.made_from(source.get_rows(weight.hf_key, start, stop), cfg)
-
-
 def block_index(axis: int, start: int, stop: int) -> tuple[slice, ...]:
     return (slice(None),) * axis + (slice(start, stop),)
+
+
+class VocabSum:
+    """Running float32 sum over the vocabulary of a row-chunkable weight, fed HF's rows block
+    by block (the order of `row_blocks`, so any pass over them gives the same bits)."""
+
+    def __init__(self, weight: PlannedWeight, axis: int, cfg: HookedTransformerConfig):
+        assert weight.hf_key is not None
+        self.weight, self.axis, self.cfg = weight, axis, cfg
+        self.rows = 0
+        self.total: Tensor | None = None
+
+    def add(self, hf_rows: Tensor) -> None:
+        block_sum = self.weight.made_from(hf_rows, self.cfg).float().sum(self.axis, keepdim=True)
+        self.total = block_sum if self.total is None else self.total + block_sum
+        self.rows += hf_rows.shape[0]
+
+    def mean(self, source: TensorSource) -> Tensor:
+        assert self.weight.hf_key is not None and self.total is not None
+        vocabulary = source.shape(self.weight.hf_key)[0]
+        if self.rows != vocabulary:
+            raise RuntimeError(f"{self.weight.key}: summed {self.rows} of {vocabulary} rows")
+        return self.total / vocabulary
 
 
 def vocab_mean(
@@ -63,10 +71,8 @@ def vocab_mean(
 ) -> Tensor:
     """Mean over the vocabulary of a row-chunkable weight, in float32, read block by block."""
     assert weight.hf_key is not None
-    total: Tensor | None = None
+    running = VocabSum(weight, axis, cfg)
     for start, stop in row_blocks(source, weight.hf_key):
-        block_sum = load_block(weight, cfg, source, start, stop).float().sum(axis, keepdim=True)
+        running.add(source.get_rows(weight.hf_key, start, stop))
         source.release(weight.hf_key, start, stop)
-        total = block_sum if total is None else total + block_sum
-    assert total is not None
-    return total / source.shape(weight.hf_key)[0]
+    return running.mean(source)
