@@ -9,7 +9,11 @@ fewer layers so that it fits beside everything else), then loads it in fresh pro
 Each child reports its peak resident memory above what `import torch, transformers,
 transformer_lens` already costs, divided by the bytes of the model it built.
 
+Then, for the processed load, where its time goes: per piece (config, embedding, layers,
+unembedding) and torch.profiler's top operators.
+
 Run: python benchmarks/load_memory.py [--model google/gemma-2b] [--layers 4] [--dtype float32]
+     [--warm-memory GIB]
 """
 
 from __future__ import annotations
@@ -47,6 +51,43 @@ print(json.dumps({"seconds": seconds, "extra_bytes": peak - base, "model_bytes":
 """
 
 
+# The processed load, timed by piece, then once more under torch.profiler for its top ops.
+PHASES = r"""
+import json, sys, time, warnings
+import torch, transformers, transformer_lens
+from torch.profiler import profile
+from transformer_lens import HookedTransformer
+from transformer_lens.pretrained import loader, processing
+warnings.simplefilter("ignore")
+path, dtype = sys.argv[1], getattr(torch, sys.argv[2])
+phases = {}
+def timed(label, fn):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            phases[label] = phases.get(label, 0.0) + time.perf_counter() - start
+    return wrapper
+def piece_label(self, piece, layers, unembed):
+    return "unembedding" if unembed else ("layers" if layers else "embedding")
+load_piece = processing._StreamingLoader.load_piece
+def labelled(self, piece, layers, unembed):
+    return timed(piece_label(self, piece, layers, unembed), load_piece)(self, piece, layers, unembed)
+loader._resolve = timed("config", loader._resolve)
+processing._StreamingLoader.load_piece = labelled
+start = time.perf_counter()
+HookedTransformer.from_pretrained(path, dtype=dtype)
+phases["total"] = time.perf_counter() - start
+processing._StreamingLoader.load_piece = load_piece
+with profile() as prof:
+    HookedTransformer.from_pretrained(path, dtype=dtype)
+ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+top = [(e.key, e.count, e.self_cpu_time_total / 1e6) for e in ops]
+print(json.dumps({"phases": phases, "top_ops": top}))
+"""
+
+
 def write_checkpoint(model_name: str, layers: int, dtype: str, path: str) -> None:
     import torch
     import transformers
@@ -64,14 +105,30 @@ def write_checkpoint(model_name: str, layers: int, dtype: str, path: str) -> Non
     model.save_pretrained(path)
 
 
-def measure(kind: str, path: str, dtype: str) -> dict[str, float]:
+def run_child(code: str, *args: str) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, kind, path, dtype], capture_output=True, text=True, env=env
-    )
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env
+    )  # fmt: skip
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def warm_memory(gib: float) -> None:
+    """Touch `gib` GiB in a throwaway process. On a VM that hands free memory back to the
+    host (virtio-balloon free page reporting, as this development machine does), the
+    first touch of such a page costs a host fault too, 2-3x a plain one, for a
+    few seconds after memory is freed; freed right before the next child, these pages
+    are the ones it reuses. HF's lazy load allocates nothing and is unaffected."""
+    if gib > 0:
+        code = "import torch, sys; torch.empty(int(float(sys.argv[1]) * 2**28)).fill_(0)"
+        subprocess.run([sys.executable, "-c", code, str(gib)], check=True)
+
+
+def measure(kind: str, path: str, dtype: str, warm_gib: float) -> dict[str, float]:
+    warm_memory(warm_gib)
+    return run_child(CHILD, kind, path, dtype)
 
 
 def main() -> None:
@@ -80,6 +137,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--warm-memory",
+        type=float,
+        default=0.0,
+        metavar="GIB",
+        help="touch this many GiB in a throwaway process before each load (see warm_memory)",
+    )
     parser.add_argument("--write", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write:
@@ -106,7 +170,9 @@ def main() -> None:
         }
         for _ in range(args.rounds):  # interleaved, so that page-cache warmth is shared
             for kind in results:
-                results[kind].append(measure(kind, path, args.dtype))
+                results[kind].append(measure(kind, path, args.dtype, args.warm_memory))
+        warm_memory(args.warm_memory)
+        breakdown = run_child(PHASES, path, args.dtype)
     best = {kind: min(runs, key=lambda r: r["seconds"]) for kind, runs in results.items()}
     hf_seconds = best["hf"]["seconds"]
     print(f"{'loader':<22}{'peak extra / model bytes':>26}{'seconds':>10}{'vs HF time':>12}")
@@ -116,6 +182,12 @@ def main() -> None:
             f"{kind:<22}{ratio:>26.2f}{result['seconds']:>10.2f}{result['seconds'] / hf_seconds:>12.2f}"
         )
     print("Targets: peak extra / model bytes <= 1.3; load time <= 1.5x Hugging Face's.")
+    print("\nWhere the processed load's time goes (one more load, seconds):")
+    print("  " + ", ".join(f"{k} {v:.2f}" for k, v in breakdown["phases"].items()))
+    print("  (config: reading config.json imports transformers.models, as HF's load does)")
+    print("Top operators of a profiled processed load (self CPU seconds, all threads):")
+    for name, count, seconds in breakdown["top_ops"]:
+        print(f"  {name:<28}{count:>8} calls{seconds:>8.2f}")
 
 
 if __name__ == "__main__":
