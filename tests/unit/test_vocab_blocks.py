@@ -133,3 +133,21 @@ def test_center_unembed_mean_is_summed_once(tied, tmp_path, monkeypatch):
     # float32: the fold is one rounding per entry, the block-summed mean a few ulp of ~1
     torch.testing.assert_close(model.W_U, expected, atol=1e-6, rtol=0)
     assert float(model.W_U.mean(1).abs().max()) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_mean_summed_during_embedding_pass_is_bit_identical(dtype, tmp_path, monkeypatch):
+    """Summing the mean on W_E's pass reads the same rows in the same blocks as a
+    separate pass over W_U would: the processed weights agree bit for bit."""
+    from transformer_lens.pretrained import processing
+
+    path = gemma_checkpoint(tmp_path / "checkpoint")
+    with monkeypatch.context() as patch:
+        patch.setattr(vocab_chunks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
+        riding = HookedTransformer.from_pretrained(str(path), dtype=dtype).state_dict()
+        patch.setattr(processing, "_unembedding_sum_during_embedding", lambda *args: None)
+        separate = HookedTransformer.from_pretrained(str(path), dtype=dtype).state_dict()
+    assert riding.keys() == separate.keys()
+    assert riding["unembed.W_U"].dtype == riding["embed.W_E"].dtype == dtype
+    for key, value in riding.items():
+        assert torch.equal(value, separate[key]), key
