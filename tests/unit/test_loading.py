@@ -11,6 +11,7 @@ import torch
 
 from tests.helpers import assert_close, pretrained_loader, tiny_gemma_config
 from transformer_lens import HookedTransformer, loading_from_pretrained
+from transformer_lens.pretrained import processing
 from transformer_lens.pretrained.registry import ADAPTERS
 from transformer_lens.pretrained.weight_conversions import convert_gemma_weights
 
@@ -520,8 +521,6 @@ def test_official_name_loads_from_the_local_hub_cache_with_its_own_config(tmp_pa
 
 def mapped_keys(monkeypatch) -> list[str]:
     """Record the HF keys whose parameters the loader makes views of the mapped file."""
-    from transformer_lens.pretrained import processing
-
     keys: list[str] = []
     original = processing._StreamingLoader.read_in_place
 
@@ -587,14 +586,45 @@ def test_editing_a_mapped_weight_leaves_the_checkpoint_alone(checkpoint_dir, hf_
     assert not torch.equal(model(TOKENS), again(TOKENS))
 
 
-def test_processed_or_cast_loads_copy_every_weight(checkpoint_dir, hf_gemma, monkeypatch):
-    """Processing changes the values, and a dtype change needs a cast: nothing is mapped."""
+def output_projection_keys(n_layers: int) -> list[str]:
+    names = ("self_attn.o_proj.weight", "mlp.down_proj.weight")
+    return sorted(f"model.layers.{i}.{name}" for i in range(n_layers) for name in names)
+
+
+def test_processed_load_maps_what_processing_leaves_unchanged(
+    checkpoint_dir, hf_gemma, monkeypatch
+):
+    """fold_ln rewrites the weights that read a norm (Q, K, V, the MLP's gate and input,
+    W_U): they are copied. Gemma's output projections (W_O, W_out) come out of processing
+    as they went in and stay views of the file, as without processing."""
     keys = mapped_keys(monkeypatch)
     processed = HookedTransformer.from_pretrained(str(checkpoint_dir))
-    HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir), dtype=torch.bfloat16)
-    assert keys == []
+    assert sorted(keys) == output_projection_keys(processed.cfg.n_layers)
     logprobs = processed(TOKENS).log_softmax(-1)
     assert_close(logprobs, hf_gemma(TOKENS).logits.log_softmax(-1), 1e-5, "processed log-probs")
+    assert_layouts_feed_the_matmuls(processed)
+
+
+def test_processed_bfloat16_load_maps_a_bfloat16_checkpoint(hf_gemma, tmp_path, monkeypatch):
+    """Processing runs in float32, so everything it reads is converted; what it leaves
+    unchanged is still mapped from a bfloat16 file instead of being rounded back and copied,
+    and equals the weights of a load that copies everything."""
+    path = tmp_path / "tiny-gemma-bf16"
+    copy.deepcopy(hf_gemma).to(torch.bfloat16).save_pretrained(path)
+    keys = mapped_keys(monkeypatch)
+    mapped = HookedTransformer.from_pretrained(str(path), dtype=torch.bfloat16)
+    assert sorted(keys) == output_projection_keys(mapped.cfg.n_layers)
+    monkeypatch.setattr(processing._StreamingLoader, "read_in_place", lambda self, weight: False)
+    copied = HookedTransformer.from_pretrained(str(path), dtype=torch.bfloat16)
+    for key, value in copied.state_dict().items():
+        assert torch.equal(mapped.state_dict()[key], value), key
+
+
+def test_cast_load_copies_every_weight(checkpoint_dir, monkeypatch):
+    """A dtype change needs a cast: nothing is mapped."""
+    keys = mapped_keys(monkeypatch)
+    HookedTransformer.from_pretrained_no_processing(str(checkpoint_dir), dtype=torch.bfloat16)
+    assert keys == []
 
 
 @pytest.mark.parametrize("processed", [True, False], ids=["processed", "unprocessed"])

@@ -123,11 +123,20 @@ class _StreamingLoader:
     def process(
         self, tensors: dict[str, Tensor], layers: list[int], unembed: bool, center_unembed: bool
     ) -> dict[str, Tensor]:
+        return self.process_and_compare(tensors, layers, unembed, center_unembed)[0]
+
+    def process_and_compare(
+        self, tensors: dict[str, Tensor], layers: list[int], unembed: bool, center_unembed: bool
+    ) -> tuple[dict[str, Tensor], set[str]]:
+        """The processed tensors, and the keys that processing passed through unchanged (the
+        processing steps never write into a tensor: a new value is a new tensor)."""
         steps = _Steps(**self.steps)
         steps["center_unembed"] = center_unembed and self.steps["center_unembed"]
-        return weight_processing.process_weights(
-            _for_processing(tensors, self.flags), self.cfg, layers=layers, unembed=unembed, **steps
+        inputs = _for_processing(tensors, self.flags)
+        processed = weight_processing.process_weights(
+            inputs, self.cfg, layers=layers, unembed=unembed, **steps
         )
+        return processed, {k for k, v in processed.items() if inputs.get(k) is v}
 
     def load_piece(self, piece: list[PlannedWeight], layers: list[int], unembed: bool) -> None:
         if not self.processes:
@@ -140,7 +149,12 @@ class _StreamingLoader:
             # ln_final went into every W_U block; what is left is loaded as it is.
             rest = {k: v for k, v in whole.items() if k in self.targets and k not in self.loaded}
         else:
-            rest = self.process(whole, layers, unembed, center_unembed=True)
+            rest, unchanged = self.process_and_compare(whole, layers, unembed, center_unembed=True)
+            # What processing left as it was stays in the file, as without processing (W_O
+            # and W_out of an RMSNorm model): no copy, nothing read until it is used.
+            for weight in piece:
+                if weight.key in unchanged and self.read_in_place(weight):
+                    del rest[weight.key]
         _copy_into(self.targets, rest, adopt=self.source.private)
         self.loaded.update(rest)
         for weight in piece:  # copied where they belong: give the file's pages back
