@@ -232,8 +232,9 @@ def _value_bias_through_output(
     """Σ_h b_V[h // group] @ W_O[h]: what the value bias adds to the attention output."""
     group_size = W_O.shape[0] // b_V.shape[0]
     per_head = b_V.repeat_interleave(group_size, dim=0)  # [head_index, d_head]
-    # A vector-matrix product over (head, d_head): the einsum this is copied W_O (16 MB a
-    # layer on Gemma-2b, a fifth of a processed layer's load) into its own layout first.
+    # A vector-matrix product over (head, d_head), which reads W_O where it lies; an einsum
+    # first copied it into its own layout (16 MB a layer on Gemma-2b, a fifth of the time a
+    # processed layer took to load).
     return per_head.reshape(-1) @ W_O.reshape(-1, W_O.shape[-1])
 
 
