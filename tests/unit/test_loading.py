@@ -615,9 +615,9 @@ def test_processed_bfloat16_load_maps_a_bfloat16_checkpoint(hf_gemma, tmp_path, 
     mapped = HookedTransformer.from_pretrained(str(path), dtype=torch.bfloat16)
     assert sorted(keys) == output_projection_keys(mapped.cfg.n_layers)
     monkeypatch.setattr(processing._StreamingLoader, "read_in_place", lambda self, weight: False)
-    copied = HookedTransformer.from_pretrained(str(path), dtype=torch.bfloat16)
-    for key, value in copied.state_dict().items():
-        assert torch.equal(mapped.state_dict()[key], value), key
+    copied = HookedTransformer.from_pretrained(str(path), dtype=torch.bfloat16).state_dict()
+    for key, value in mapped.state_dict().items():
+        assert value.dtype == copied[key].dtype and torch.equal(value, copied[key]), key
 
 
 def test_cast_load_copies_every_weight(checkpoint_dir, monkeypatch):
