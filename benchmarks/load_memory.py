@@ -69,11 +69,10 @@ def timed(label, fn):
         finally:
             phases[label] = phases.get(label, 0.0) + time.perf_counter() - start
     return wrapper
-def piece_label(self, piece, layers, unembed):
-    return "unembedding" if unembed else ("layers" if layers else "embedding")
 load_piece = processing._StreamingLoader.load_piece
 def labelled(self, piece, layers, unembed):
-    return timed(piece_label(self, piece, layers, unembed), load_piece)(self, piece, layers, unembed)
+    label = "unembedding" if unembed else ("layers" if layers else "embedding")
+    return timed(label, load_piece)(self, piece, layers, unembed)
 loader._resolve = timed("config", loader._resolve)
 processing._StreamingLoader.load_piece = labelled
 start = time.perf_counter()

@@ -152,7 +152,8 @@ class _StreamingLoader:
             rest, unchanged = self.process_and_compare(whole, layers, unembed, center_unembed=True)
             # What processing left as it was stays in the file, as without processing (W_O
             # and W_out of an RMSNorm model): no copy, nothing read until it is used.
-            for weight in piece:
+            # (Without processing, whatever can be mapped already was, above.)
+            for weight in piece if self.processes else []:
                 if weight.key in unchanged and self.read_in_place(weight):
                     del rest[weight.key]
         _copy_into(self.targets, rest, adopt=self.source.private)
