@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from transformer_lens import weight_processing
 from transformer_lens.components.unembed import Unembed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained import vocab_chunks
+from transformer_lens.pretrained import block_threads, vocab_chunks
 from transformer_lens.pretrained.adapter import transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.sources import TensorSource
@@ -210,32 +210,53 @@ class _StreamingLoader:
                 means[key] = companions[key].float().mean(0, keepdim=True)
             offsets = self._block(companions, means, weight.key, vocab_keys)
         riding_sum = self.unembed_sum if weight.key == "embed.W_E" else None
-        staging = _TransposeBuffer()
-        for start, stop in vocab_chunks.row_blocks(self.source, weight.hf_key):
-            hf_rows = self.source.get_rows(weight.hf_key, start, stop)
-            if riding_sum is not None:
-                riding_sum.add(hf_rows)
-            if not vocab_keys and self._write_block_directly(weight, axis, hf_rows, start, stop):
-                self.source.release(weight.hf_key, start, stop)
-                continue
-            block = {weight.key: weight.made_from(hf_rows, self.cfg)}
-            block.update({k: companions[k][start:stop] for k in vocab_keys})
-            processed = self._block(companions, block, weight.key, vocab_keys)
-            with torch.no_grad():
-                for key, value in processed.items():
-                    index = vocab_chunks.block_index(axis if key == weight.key else 0, start, stop)
-                    rows = self.targets[key][index]
-                    if rows.stride()[-1] == 1 and value.stride()[-1] != 1:
-                        value = staging.transposed(value)
-                    if key in offsets:  # centre straight into the parameter's rows
-                        torch.sub(value, offsets[key], out=rows)
-                    else:
-                        rows.copy_(value)
-            self.source.release(weight.hf_key, start, stop)
+        hf_key = weight.hf_key
+
+        def load_share(blocks: Sequence[tuple[int, int]]) -> None:
+            staging = _TransposeBuffer()  # one per thread
+            for start, stop in blocks:
+                hf_rows = self.source.get_rows(hf_key, start, stop)
+                if riding_sum is not None:
+                    riding_sum.add(start, hf_rows)
+                if vocab_keys or not self._write_block_directly(weight, axis, hf_rows, start):
+                    self._write_processed_block(
+                        weight, axis, companions, vocab_keys, offsets, staging, hf_rows, start
+                    )
+                self.source.release(hf_key, start, stop)
+
+        block_threads.for_each_share(load_share, vocab_chunks.row_blocks(self.source, hf_key))
         self.loaded.update([weight.key, *vocab_keys])
 
+    def _write_processed_block(
+        self,
+        weight: PlannedWeight,
+        axis: int,
+        companions: dict[str, Tensor],
+        vocab_keys: list[str],
+        offsets: dict[str, Tensor],
+        staging: _TransposeBuffer,
+        hf_rows: Tensor,
+        start: int,
+    ) -> None:
+        """Fold one block of HF's rows (with its slice of b_U) and write it into the
+        parameters' rows, centred by `offsets` on the way."""
+        stop = start + hf_rows.shape[0]
+        block = {weight.key: weight.made_from(hf_rows, self.cfg)}
+        block.update({k: companions[k][start:stop] for k in vocab_keys})
+        processed = self._block(companions, block, weight.key, vocab_keys)
+        with torch.no_grad():
+            for key, value in processed.items():
+                index = vocab_chunks.block_index(axis if key == weight.key else 0, start, stop)
+                rows = self.targets[key][index]
+                if rows.stride()[-1] == 1 and value.stride()[-1] != 1:
+                    value = staging.transposed(value)
+                if key in offsets:  # centre straight into the parameter's rows
+                    torch.sub(value, offsets[key], out=rows)
+                else:
+                    rows.copy_(value)
+
     def _write_block_directly(
-        self, weight: PlannedWeight, axis: int, hf_rows: Tensor, start: int, stop: int
+        self, weight: PlannedWeight, axis: int, hf_rows: Tensor, start: int
     ) -> bool:
         """When processing leaves the matrix alone, a transform that can write into a given
         tensor (Gemma's embedding scale) writes each block of rows straight into the
@@ -243,7 +264,7 @@ class _StreamingLoader:
         transform: Any = weight.source.transform  # one that takes out=, per writes_out
         if weight.key not in self.vocabulary_kept or not getattr(transform, "writes_out", False):
             return False
-        assert weight.hf_key is not None
+        stop = start + hf_rows.shape[0]
         rows = self.targets[weight.key][vocab_chunks.block_index(axis, start, stop)]
         with torch.no_grad():
             transform(hf_rows.to(rows.dtype), self.cfg, out=rows)  # rounded first, as made_from

@@ -1,10 +1,11 @@
-"""A safetensors reader that copies each tensor (or a range of its rows) into private memory.
+"""A safetensors reader that maps the file copy-on-write and hands out views of it.
 
-`safetensors.safe_open` memory-maps the file: every page it reads stays in the process's
-resident set while the file is open, so a streamed load would peak at model + checkpoint.
-Reading with `os.pread` puts the bytes into ordinary memory that is freed with the tensor.
-Format: 8-byte little-endian header length, a JSON header {name: {dtype, shape,
-data_offsets}}, then the raw little-endian data.
+Like HF's loader, nothing is read until a tensor is used, and writing to a view copies only
+the pages written (the file never changes). Unlike `safetensors.safe_open`, pages that have
+been copied where they belong can be given back (`release`), so a streamed load does not
+keep the whole checkpoint resident beside the model. Data not aligned for its dtype is read
+with `os.preadv` into private memory instead. Format: 8-byte little-endian header length,
+a JSON header {name: {dtype, shape, data_offsets}}, then the raw little-endian data.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import mmap
 import os
 import struct
+import threading
 
 import torch
 from torch import Tensor
@@ -35,6 +37,7 @@ class SafetensorsFile:
         self._data_start = 8 + header_size
         self._entries: dict[str, dict] = header
         self._mapping: mmap.mmap | None = None
+        self._mapping_lock = threading.Lock()
 
     def keys(self) -> list[str]:
         return list(self._entries)
@@ -74,9 +77,10 @@ class SafetensorsFile:
         item_size = torch.empty((), dtype=dtype).element_size()
         if offset % item_size:
             return None
-        if self._mapping is None:
-            # ACCESS_COPY (MAP_PRIVATE): writable, and writes never reach the file.
-            self._mapping = mmap.mmap(self._fd, 0, access=mmap.ACCESS_COPY)
+        with self._mapping_lock:  # blocks are read from several threads
+            if self._mapping is None:
+                # ACCESS_COPY (MAP_PRIVATE): writable, and writes never reach the file.
+                self._mapping = mmap.mmap(self._fd, 0, access=mmap.ACCESS_COPY)
         if offset + self._nbytes(key) > len(self._mapping):
             raise ValueError(f"{self.path}: truncated data for {key}")
         shape = self.shape(key)

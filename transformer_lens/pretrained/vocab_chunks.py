@@ -9,10 +9,13 @@ column: we fold the raw mean once, then subtract it from each folded block.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.pretrained import block_threads
 from transformer_lens.pretrained.adapter import ROW_LOCAL_TRANSFORMS
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.sources import TensorSource
@@ -44,26 +47,32 @@ def block_index(axis: int, start: int, stop: int) -> tuple[slice, ...]:
 
 
 class VocabSum:
-    """Running float32 sum over the vocabulary of a row-chunkable weight, fed HF's rows block
-    by block (the order of `row_blocks`, so any pass over them gives the same bits)."""
+    """Float32 sum over the vocabulary of a row-chunkable weight, fed HF's rows block by
+    block in any order, from any thread: the blocks' sums are added in vocabulary order at
+    the end, so every pass over the blocks of `row_blocks` gives the same bits."""
 
     def __init__(self, weight: PlannedWeight, axis: int, cfg: HookedTransformerConfig):
         assert weight.hf_key is not None
         self.weight, self.axis, self.cfg = weight, axis, cfg
-        self.rows = 0
-        self.total: Tensor | None = None
+        # (rows, their sum) by the block's first row: one dict store per block, which
+        # threads may make concurrently
+        self.block_sums: dict[int, tuple[int, Tensor]] = {}
 
-    def add(self, hf_rows: Tensor) -> None:
-        block_sum = self.weight.made_from(hf_rows, self.cfg).float().sum(self.axis, keepdim=True)
-        self.total = block_sum if self.total is None else self.total + block_sum
-        self.rows += hf_rows.shape[0]
+    def add(self, start: int, hf_rows: Tensor) -> None:
+        made = self.weight.made_from(hf_rows, self.cfg)
+        self.block_sums[start] = (hf_rows.shape[0], made.float().sum(self.axis, keepdim=True))
 
     def mean(self, source: TensorSource) -> Tensor:
-        assert self.weight.hf_key is not None and self.total is not None
+        assert self.weight.hf_key is not None
         vocabulary = source.shape(self.weight.hf_key)[0]
-        if self.rows != vocabulary:
-            raise RuntimeError(f"{self.weight.key}: summed {self.rows} of {vocabulary} rows")
-        return self.total / vocabulary
+        rows = sum(count for count, _ in self.block_sums.values())
+        if rows != vocabulary or not self.block_sums:
+            raise RuntimeError(f"{self.weight.key}: summed {rows} of {vocabulary} rows")
+        ordered = [self.block_sums[start][1] for start in sorted(self.block_sums)]
+        total = ordered[0]
+        for block_sum in ordered[1:]:
+            total = total + block_sum
+        return total / vocabulary
 
 
 def vocab_mean(
@@ -71,8 +80,12 @@ def vocab_mean(
 ) -> Tensor:
     """Mean over the vocabulary of a row-chunkable weight, in float32, read block by block."""
     assert weight.hf_key is not None
-    running = VocabSum(weight, axis, cfg)
-    for start, stop in row_blocks(source, weight.hf_key):
-        running.add(source.get_rows(weight.hf_key, start, stop))
-        source.release(weight.hf_key, start, stop)
+    hf_key, running = weight.hf_key, VocabSum(weight, axis, cfg)
+
+    def add_share(blocks: Sequence[tuple[int, int]]) -> None:
+        for start, stop in blocks:
+            running.add(start, source.get_rows(hf_key, start, stop))
+            source.release(hf_key, start, stop)
+
+    block_threads.for_each_share(add_share, row_blocks(source, hf_key))
     return running.mean(source)
