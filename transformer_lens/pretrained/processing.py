@@ -202,7 +202,7 @@ class _StreamingLoader:
         offsets: dict[str, Tensor] = {}
         if unembed and self.steps["center_unembed"]:
             if self.unembed_sum is not None:
-                mean = self.unembed_sum.mean(self.source)
+                mean = self.unembed_sum.mean()
             else:
                 mean = vocab_chunks.vocab_mean(weight, axis, self.cfg, self.source)
             means = {weight.key: mean}
@@ -213,7 +213,7 @@ class _StreamingLoader:
         hf_key = weight.hf_key
 
         def load_share(blocks: Sequence[tuple[int, int]]) -> None:
-            staging = _TransposeBuffer()  # one per thread
+            staging = _Staging()  # one per thread
             for start, stop in blocks:
                 hf_rows = self.source.get_rows(hf_key, start, stop)
                 if riding_sum is not None:
@@ -234,7 +234,7 @@ class _StreamingLoader:
         companions: dict[str, Tensor],
         vocab_keys: list[str],
         offsets: dict[str, Tensor],
-        staging: _TransposeBuffer,
+        staging: _Staging,
         hf_rows: Tensor,
         start: int,
     ) -> None:
@@ -247,13 +247,7 @@ class _StreamingLoader:
         with torch.no_grad():
             for key, value in processed.items():
                 index = vocab_chunks.block_index(axis if key == weight.key else 0, start, stop)
-                rows = self.targets[key][index]
-                if rows.stride()[-1] == 1 and value.stride()[-1] != 1:
-                    value = staging.transposed(value)
-                if key in offsets:  # centre straight into the parameter's rows
-                    torch.sub(value, offsets[key], out=rows)
-                else:
-                    rows.copy_(value)
+                staging.write(self.targets[key][index], value, offsets.get(key))
 
     def _write_block_directly(
         self, weight: PlannedWeight, axis: int, hf_rows: Tensor, start: int
@@ -302,7 +296,7 @@ def _unembedding_sum_during_embedding(
         or not source.same_tensor(embed.hf_key, unembed.hf_key)
     ):
         return None
-    return vocab_chunks.VocabSum(unembed, axis, loader.cfg)
+    return vocab_chunks.VocabSum(unembed, axis, loader.cfg, source)
 
 
 def _keeps_unembedding_tied(
@@ -344,21 +338,43 @@ def _pieces(
     yield [], True, unembed
 
 
-class _TransposeBuffer:
-    """A row-major W_U is written from HF's transposed rows: each block is transposed into
-    one reused contiguous buffer (torch's fast transpose, no fresh pages per block), so
-    that the parameter's rows are then written in long contiguous runs."""
+class _Staging:
+    """Writes a processed block into a parameter's rows through reused buffers (no fresh
+    pages per block), so that the last step is a plain copy or subtraction:
+    - a row-major W_U is written from HF's transposed rows: the block is transposed into a
+      contiguous buffer first (torch's fast 2-D transpose), so that the parameter's rows
+      are then written in long contiguous runs;
+    - a block processed in float32 for a parameter of another dtype is centred in float32
+      first: torch's subtraction that rounds to bfloat16 as it writes is ~10x slower than
+      the subtraction followed by a rounding copy."""
 
     def __init__(self) -> None:
-        self.buffer: Tensor | None = None
+        self.buffers: dict[tuple[object, ...], Tensor] = {}
 
-    def transposed(self, value: Tensor) -> Tensor:
-        buffer = self.buffer
-        if buffer is None or buffer.dtype != value.dtype or buffer.shape[1] < value.shape[1]:
-            buffer = self.buffer = torch.empty(value.shape, dtype=value.dtype)
-        staged = buffer[:, : value.shape[1]]
-        staged.copy_(value)
-        return staged
+    def write(self, rows: Tensor, value: Tensor, offset: Tensor | None) -> None:
+        """rows <- value - offset (value when offset is None), in rows' dtype and layout."""
+        if rows.stride()[-1] == 1 and value.stride()[-1] != 1:
+            value = self._buffer(value, contiguous=True).copy_(value)
+            if offset is not None and value.dtype != rows.dtype:
+                value, offset = value.sub_(offset), None
+        elif offset is not None and value.dtype != rows.dtype:
+            value, offset = torch.sub(value, offset, out=self._buffer(value)), None
+        if offset is None:
+            rows.copy_(value)
+        else:  # centre straight into the parameter's rows
+            torch.sub(value, offset, out=rows)
+
+    def _buffer(self, like: Tensor, contiguous: bool = False) -> Tensor:
+        """A buffer of like's shape and dtype, contiguous or in like's layout; one per
+        block shape (all blocks but the last have the same)."""
+        stride = None if contiguous else like.stride()
+        key = (tuple(like.shape), stride, like.dtype)
+        if key not in self.buffers:
+            if stride is None:
+                self.buffers[key] = torch.empty(like.shape, dtype=like.dtype)
+            else:
+                self.buffers[key] = torch.empty_strided(like.shape, stride, dtype=like.dtype)
+        return self.buffers[key]
 
 
 def _vocabulary_kept_by(steps: _Steps) -> set[str]:

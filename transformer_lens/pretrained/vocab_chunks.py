@@ -9,6 +9,7 @@ column: we fold the raw mean once, then subtract it from each folded block.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -47,32 +48,48 @@ def block_index(axis: int, start: int, stop: int) -> tuple[slice, ...]:
 
 
 class VocabSum:
-    """Float32 sum over the vocabulary of a row-chunkable weight, fed HF's rows block by
-    block in any order, from any thread: the blocks' sums are added in vocabulary order at
-    the end, so every pass over the blocks of `row_blocks` gives the same bits."""
+    """Float32 sum over the vocabulary of a row-chunkable weight, fed HF's rows by the
+    blocks of `row_blocks`, in any order and from any thread: the blocks' sums are added in
+    vocabulary order at the end, so every pass over the blocks gives the same bits."""
 
-    def __init__(self, weight: PlannedWeight, axis: int, cfg: HookedTransformerConfig):
+    def __init__(
+        self,
+        weight: PlannedWeight,
+        axis: int,
+        cfg: HookedTransformerConfig,
+        source: TensorSource,
+    ):
         assert weight.hf_key is not None
         self.weight, self.axis, self.cfg = weight, axis, cfg
-        # (rows, their sum) by the block's first row: one dict store per block, which
-        # threads may make concurrently
-        self.block_sums: dict[int, tuple[int, Tensor]] = {}
+        self.blocks = row_blocks(source, weight.hf_key)
+        self.position = {block: i for i, block in enumerate(self.blocks)}
+        # One tensor for every block's sum, made on the first block: hundreds of small
+        # tensors kept among the blocks' large temporaries would pin freed heap memory
+        # (gigabytes for Gemma's 256k rows) that the allocator could not give back.
+        self.sums: Tensor | None = None
+        self.added: set[int] = set()
+        self._first = threading.Lock()
 
     def add(self, start: int, hf_rows: Tensor) -> None:
+        block = (start, start + hf_rows.shape[0])
+        if block not in self.position:
+            raise ValueError(f"{self.weight.key}: rows {block} are not one of its blocks")
         made = self.weight.made_from(hf_rows, self.cfg)
-        self.block_sums[start] = (hf_rows.shape[0], made.float().sum(self.axis, keepdim=True))
+        block_sum = made.float().sum(self.axis, keepdim=True)
+        with self._first:
+            if self.sums is None:
+                self.sums = block_sum.new_empty((len(self.blocks), *block_sum.shape))
+        self.sums[self.position[block]] = block_sum
+        self.added.add(self.position[block])
 
-    def mean(self, source: TensorSource) -> Tensor:
-        assert self.weight.hf_key is not None
-        vocabulary = source.shape(self.weight.hf_key)[0]
-        rows = sum(count for count, _ in self.block_sums.values())
-        if rows != vocabulary or not self.block_sums:
-            raise RuntimeError(f"{self.weight.key}: summed {rows} of {vocabulary} rows")
-        ordered = [self.block_sums[start][1] for start in sorted(self.block_sums)]
-        total = ordered[0]
-        for block_sum in ordered[1:]:
+    def mean(self) -> Tensor:
+        missing = len(self.blocks) - len(self.added)
+        if missing or self.sums is None:
+            raise RuntimeError(f"{self.weight.key}: {missing} of its row blocks were not summed")
+        total = self.sums[0]
+        for block_sum in self.sums[1:]:
             total = total + block_sum
-        return total / vocabulary
+        return total / self.blocks[-1][1]
 
 
 def vocab_mean(
@@ -80,12 +97,12 @@ def vocab_mean(
 ) -> Tensor:
     """Mean over the vocabulary of a row-chunkable weight, in float32, read block by block."""
     assert weight.hf_key is not None
-    hf_key, running = weight.hf_key, VocabSum(weight, axis, cfg)
+    hf_key, running = weight.hf_key, VocabSum(weight, axis, cfg, source)
 
     def add_share(blocks: Sequence[tuple[int, int]]) -> None:
         for start, stop in blocks:
             running.add(start, source.get_rows(hf_key, start, stop))
             source.release(hf_key, start, stop)
 
-    block_threads.for_each_share(add_share, row_blocks(source, hf_key))
-    return running.mean(source)
+    block_threads.for_each_share(add_share, running.blocks)
+    return running.mean()
