@@ -117,6 +117,7 @@ class _StreamingLoader:
         self.loaded: set[str] = set()
         self.processes = any(self.steps.values())
         self.vocabulary_kept = _vocabulary_kept_by(self.steps)
+        self.buffers = _Float32Buffers()  # whole pieces' float32 copies, piece after piece
         # center_unembed's sum of W_U over the vocabulary, when W_E's pass reads its rows
         self.unembed_sum: vocab_chunks.VocabSum | None = None
 
@@ -126,13 +127,19 @@ class _StreamingLoader:
         return self.process_and_compare(tensors, layers, unembed, center_unembed)[0]
 
     def process_and_compare(
-        self, tensors: dict[str, Tensor], layers: list[int], unembed: bool, center_unembed: bool
+        self,
+        tensors: dict[str, Tensor],
+        layers: list[int],
+        unembed: bool,
+        center_unembed: bool,
+        buffers: _Float32Buffers | None = None,
     ) -> tuple[dict[str, Tensor], set[str]]:
         """The processed tensors, and the keys that processing passed through unchanged (the
-        processing steps never write into a tensor: a new value is a new tensor)."""
+        processing steps never write into a tensor: a new value is a new tensor). With
+        `buffers`, the float32 copies of other dtypes are made in them."""
         steps = _Steps(**self.steps)
         steps["center_unembed"] = center_unembed and self.steps["center_unembed"]
-        inputs = _for_processing(tensors, self.flags)
+        inputs = _for_processing(tensors, self.flags, buffers)
         processed = weight_processing.process_weights(
             inputs, self.cfg, layers=layers, unembed=unembed, **steps
         )
@@ -149,14 +156,18 @@ class _StreamingLoader:
             # ln_final went into every W_U block; what is left is loaded as it is.
             rest = {k: v for k, v in whole.items() if k in self.targets and k not in self.loaded}
         else:
-            rest, unchanged = self.process_and_compare(whole, layers, unembed, center_unembed=True)
+            self.buffers.next_piece()  # the previous piece's copies are in its parameters
+            rest, unchanged = self.process_and_compare(
+                whole, layers, unembed, center_unembed=True, buffers=self.buffers
+            )
             # What processing left as it was stays in the file, as without processing (W_O
             # and W_out of an RMSNorm model): no copy, nothing read until it is used.
             # (Without processing, whatever can be mapped already was, above.)
             for weight in piece if self.processes else []:
                 if weight.key in unchanged and self.read_in_place(weight):
                     del rest[weight.key]
-        _copy_into(self.targets, rest, adopt=self.source.private)
+        # a reused buffer must never become a parameter (bf16 models adopt nothing anyway)
+        _copy_into(self.targets, rest, adopt=self.source.private and not self.buffers.taken)
         self.loaded.update(rest)
         for weight in piece:  # copied where they belong: give the file's pages back
             if weight.hf_key is not None:
@@ -418,11 +429,44 @@ def _copy_into(
                 target.copy_(value)  # keeps the parameter's layout and dtype
 
 
-def _for_processing(tensors: dict[str, Tensor], flags: ProcessingFlags) -> dict[str, Tensor]:
-    """Process in float32 whatever the checkpoint's dtype; loading casts to the model's."""
+def _for_processing(
+    tensors: dict[str, Tensor], flags: ProcessingFlags, buffers: _Float32Buffers | None = None
+) -> dict[str, Tensor]:
+    """Process in float32 whatever the checkpoint's dtype; loading casts to the model's.
+    Copies are made in `buffers` when given, else in new tensors."""
     if not flags.any():
         return tensors
-    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    to_float32 = buffers.float32 if buffers is not None else Tensor.float
+    return {k: to_float32(v) if v.is_floating_point() else v for k, v in tensors.items()}
+
+
+class _Float32Buffers:
+    """The float32 copies that processing reads, in memory reused from piece to piece.
+
+    Every layer of a bfloat16 checkpoint has the same shapes; without reuse each layer's
+    copies are fresh pages (400 MB a layer for Gemma-2b), which cost more to fault in
+    than to fill. A piece's copies must be used up (copied into the parameters, never kept)
+    before `next_piece` hands them out again."""
+
+    def __init__(self) -> None:
+        self.free: dict[tuple[object, ...], list[Tensor]] = {}
+        self.taken: list[tuple[tuple[object, ...], Tensor]] = []
+
+    def next_piece(self) -> None:
+        for layout, buffer in self.taken:
+            self.free.setdefault(layout, []).append(buffer)
+        self.taken = []
+
+    def float32(self, tensor: Tensor) -> Tensor:
+        if tensor.dtype == torch.float32:
+            return tensor
+        # the tensor's own layout (a transposed view stays transposed: no transposing copy)
+        like = torch.empty_like(tensor, dtype=torch.float32, device="meta")
+        layout = (tuple(like.shape), like.stride())
+        pool = self.free.get(layout)
+        buffer = pool.pop() if pool else torch.empty_like(like, device=tensor.device)
+        self.taken.append((layout, buffer))
+        return buffer.copy_(tensor)
 
 
 def _processing_cfg(model: HookedTransformer) -> HookedTransformerConfig:
