@@ -645,3 +645,51 @@ def test_parameters_loaded_from_a_directory_own_distinct_memory(checkpoint_dir, 
     pointers = [p.untyped_storage().data_ptr() for p in model.parameters()]
     assert len(pointers) == len(set(pointers))
     assert_layouts_feed_the_matmuls(model)
+
+
+@pytest.mark.parametrize(
+    ("family", "dtype"),
+    [("gemma", torch.bfloat16), ("gpt2", torch.float16)],
+    ids=["gemma-bfloat16", "gpt2-float16"],
+)
+def test_half_precision_processing_reuses_float32_buffers_with_the_same_bits(
+    family, dtype, tmp_path, monkeypatch
+):
+    """Each layer's float32 copies are made in the previous layer's buffers. The weights
+    equal a load that makes fresh copies, bit for bit, and no parameter keeps a buffer's
+    memory (GPT-2: centring the writes reads W_O and W_out too)."""
+    from tests.unit.test_vocab_blocks import gemma_checkpoint, gpt2_checkpoint
+
+    make = gemma_checkpoint if family == "gemma" else gpt2_checkpoint
+    path = make(tmp_path / "checkpoint")
+    # (piece, copy) of every buffer copy; holding the copies keeps a freed buffer's address
+    # from being handed out again, so that a shared address means a reused buffer
+    handed_out: list[tuple[int, torch.Tensor]] = []
+    float32 = processing._Float32Buffers.float32
+    pieces = processing._Float32Buffers.next_piece
+
+    def counted_next_piece(self):
+        self.piece = getattr(self, "piece", -1) + 1
+        pieces(self)
+
+    def counted(self, tensor):
+        copied = float32(self, tensor)
+        if copied is not tensor:
+            handed_out.append((self.piece, copied))
+        return copied
+
+    with monkeypatch.context() as patch, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny configs differ from official; no tokenizer
+        patch.setattr(processing._Float32Buffers, "next_piece", counted_next_piece)
+        patch.setattr(processing._Float32Buffers, "float32", counted)
+        reused = HookedTransformer.from_pretrained(str(path), dtype=dtype)
+        patch.setattr(processing._Float32Buffers, "float32", lambda self, t: t.float())
+        fresh = HookedTransformer.from_pretrained(str(path), dtype=dtype).state_dict()
+    pieces_by_storage: dict[int, set[int]] = {}
+    for piece, copied in handed_out:
+        pieces_by_storage.setdefault(copied.untyped_storage().data_ptr(), set()).add(piece)
+    assert any(len(seen) > 1 for seen in pieces_by_storage.values()), "no buffer was reused"
+    parameters = {p.untyped_storage().data_ptr() for p in reused.parameters()}
+    assert not parameters & set(pieces_by_storage)
+    for key, value in reused.state_dict().items():
+        assert value.dtype == fresh[key].dtype and torch.equal(value, fresh[key]), key

@@ -151,3 +151,36 @@ def test_mean_summed_during_embedding_pass_is_bit_identical(dtype, tmp_path, mon
     assert riding["unembed.W_U"].dtype == riding["embed.W_E"].dtype == dtype
     for key, value in riding.items():
         assert torch.equal(value, separate[key]), key
+
+
+def test_vocab_sum_refuses_rows_that_are_not_a_block_and_a_mean_with_blocks_missing(
+    tmp_path, monkeypatch
+):
+    """The sum is fed block by block, possibly from several threads: a block it does not
+    know, or a mean asked for before every block was added, is an error, not a wrong mean."""
+    from transformer_lens.pretrained import sources
+    from transformer_lens.pretrained.convert import plan_state_dict
+    from transformer_lens.pretrained.loader import get_pretrained_model_config
+    from transformer_lens.pretrained.registry import adapter_for
+
+    path = gemma_checkpoint(tmp_path / "checkpoint")
+    monkeypatch.setattr(vocab_chunks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
+    cfg = get_pretrained_model_config(str(path))
+    with sources.from_directory(str(path)) as source:
+        from transformers import AutoConfig
+
+        hf_config = AutoConfig.from_pretrained(str(path))
+        planned = plan_state_dict(adapter_for(hf_config), cfg, source.keys())
+        unembed = next(w for w in planned if w.key == "unembed.W_U")
+        running = vocab_chunks.VocabSum(unembed, 1, cfg, source)
+        assert unembed.hf_key is not None
+        with pytest.raises(ValueError, match=r"rows \(0, 5\) are not one of its blocks"):
+            running.add(0, source.get_rows(unembed.hf_key, 0, 5))
+        for start, stop in running.blocks[:-1]:
+            running.add(start, source.get_rows(unembed.hf_key, start, stop))
+        with pytest.raises(RuntimeError, match="1 of its row blocks were not summed"):
+            running.mean()
+        start, stop = running.blocks[-1]
+        running.add(start, source.get_rows(unembed.hf_key, start, stop))
+        expected = source.get(unembed.hf_key).T.mean(1, keepdim=True)
+        torch.testing.assert_close(running.mean(), expected, atol=1e-7, rtol=0)
