@@ -148,6 +148,8 @@ class _StreamingLoader:
     def load_piece(self, piece: list[PlannedWeight], layers: list[int], unembed: bool) -> None:
         if not self.processes:
             piece = [w for w in piece if not self.read_in_place(w)]
+        if unembed:  # the last piece: no later layer reuses the float32 buffers
+            self.buffers = _Float32Buffers()
         blockwise = [w for w in piece if vocab_chunks.chunk_axis(w) is not None]
         whole = {w.key: w.load(self.cfg, self.source.get) for w in piece if w not in blockwise}
         for weight in blockwise:
