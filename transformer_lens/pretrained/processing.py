@@ -21,7 +21,7 @@ from tqdm import tqdm
 from transformer_lens import weight_processing
 from transformer_lens.components.unembed import Unembed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained import block_threads, huge_pages, vocab_chunks
+from transformer_lens.pretrained import block_threads, vocab_chunks
 from transformer_lens.pretrained.adapter import transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.sources import TensorSource
@@ -224,10 +224,6 @@ class _StreamingLoader:
             offsets = self._block(companions, means, weight.key, vocab_keys)
         riding_sum = self.unembed_sum if weight.key == "embed.W_E" else None
         hf_key = weight.hf_key
-        target = self.targets[weight.key]  # written in full below, block by block
-        in_huge_pages = huge_pages.empty_in_huge_pages(target)
-        if in_huge_pages is not None:
-            target.data = in_huge_pages
 
         def load_share(blocks: Sequence[tuple[int, int]]) -> None:
             staging = _Staging()  # one per thread
