@@ -11,7 +11,7 @@ import torch
 
 from tests.helpers import assert_close, pretrained_loader, tiny_gemma_config
 from transformer_lens import HookedTransformer, loading_from_pretrained
-from transformer_lens.pretrained import processing
+from transformer_lens.pretrained import processing, reused_buffers
 from transformer_lens.pretrained.registry import ADAPTERS
 from transformer_lens.pretrained.weight_conversions import convert_gemma_weights
 
@@ -665,8 +665,8 @@ def test_half_precision_processing_reuses_float32_buffers_with_the_same_bits(
     # (piece, copy) of every buffer copy; holding the copies keeps a freed buffer's address
     # from being handed out again, so that a shared address means a reused buffer
     handed_out: list[tuple[int, torch.Tensor]] = []
-    float32 = processing._Float32Buffers.float32
-    pieces = processing._Float32Buffers.next_piece
+    float32 = reused_buffers.Float32Buffers.float32
+    pieces = reused_buffers.Float32Buffers.next_piece
 
     def counted_next_piece(self):
         self.piece = getattr(self, "piece", -1) + 1
@@ -680,10 +680,10 @@ def test_half_precision_processing_reuses_float32_buffers_with_the_same_bits(
 
     with monkeypatch.context() as patch, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny configs differ from official; no tokenizer
-        patch.setattr(processing._Float32Buffers, "next_piece", counted_next_piece)
-        patch.setattr(processing._Float32Buffers, "float32", counted)
+        patch.setattr(reused_buffers.Float32Buffers, "next_piece", counted_next_piece)
+        patch.setattr(reused_buffers.Float32Buffers, "float32", counted)
         reused = HookedTransformer.from_pretrained(str(path), dtype=dtype)
-        patch.setattr(processing._Float32Buffers, "float32", lambda self, t: t.float())
+        patch.setattr(reused_buffers.Float32Buffers, "float32", lambda self, t: t.float())
         fresh = HookedTransformer.from_pretrained(str(path), dtype=dtype).state_dict()
     pieces_by_storage: dict[int, set[int]] = {}
     for piece, copied in handed_out:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from transformer_lens import weight_processing
 from transformer_lens.components.unembed import Unembed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained import block_threads, vocab_chunks
+from transformer_lens.pretrained import block_threads, reused_buffers, vocab_chunks
 from transformer_lens.pretrained.adapter import transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.sources import TensorSource
@@ -117,7 +117,8 @@ class _StreamingLoader:
         self.loaded: set[str] = set()
         self.processes = any(self.steps.values())
         self.vocabulary_kept = _vocabulary_kept_by(self.steps)
-        self.buffers = _Float32Buffers()  # whole pieces' float32 copies, piece after piece
+        # whole pieces' float32 copies, piece after piece
+        self.buffers = reused_buffers.Float32Buffers()
         # center_unembed's sum of W_U over the vocabulary, when W_E's pass reads its rows
         self.unembed_sum: vocab_chunks.VocabSum | None = None
 
@@ -132,7 +133,7 @@ class _StreamingLoader:
         layers: list[int],
         unembed: bool,
         center_unembed: bool,
-        buffers: _Float32Buffers | None = None,
+        buffers: reused_buffers.Float32Buffers | None = None,
     ) -> tuple[dict[str, Tensor], set[str]]:
         """The processed tensors, and the keys that processing passed through unchanged (the
         processing steps never write into a tensor: a new value is a new tensor). With
@@ -149,7 +150,7 @@ class _StreamingLoader:
         if not self.processes:
             piece = [w for w in piece if not self.read_in_place(w)]
         if unembed:  # the last piece: no later layer reuses the float32 buffers
-            self.buffers = _Float32Buffers()
+            self.buffers = reused_buffers.Float32Buffers()
         blockwise = [w for w in piece if vocab_chunks.chunk_axis(w) is not None]
         whole = {w.key: w.load(self.cfg, self.source.get) for w in piece if w not in blockwise}
         for weight in blockwise:
@@ -226,7 +227,7 @@ class _StreamingLoader:
         hf_key = weight.hf_key
 
         def load_share(blocks: Sequence[tuple[int, int]]) -> None:
-            staging = _Staging()  # one per thread
+            staging = reused_buffers.Staging()  # one per thread
             for start, stop in blocks:
                 hf_rows = self.source.get_rows(hf_key, start, stop)
                 if riding_sum is not None:
@@ -247,7 +248,7 @@ class _StreamingLoader:
         companions: dict[str, Tensor],
         vocab_keys: list[str],
         offsets: dict[str, Tensor],
-        staging: _Staging,
+        staging: reused_buffers.Staging,
         hf_rows: Tensor,
         start: int,
     ) -> None:
@@ -351,45 +352,6 @@ def _pieces(
     yield [], True, unembed
 
 
-class _Staging:
-    """Writes a processed block into a parameter's rows through reused buffers (no fresh
-    pages per block), so that the last step is a plain copy or subtraction:
-    - a row-major W_U is written from HF's transposed rows: the block is transposed into a
-      contiguous buffer first (torch's fast 2-D transpose), so that the parameter's rows
-      are then written in long contiguous runs;
-    - a block processed in float32 for a parameter of another dtype is centred in float32
-      first: torch's subtraction that rounds to bfloat16 as it writes is ~10x slower than
-      the subtraction followed by a rounding copy."""
-
-    def __init__(self) -> None:
-        self.buffers: dict[tuple[object, ...], Tensor] = {}
-
-    def write(self, rows: Tensor, value: Tensor, offset: Tensor | None) -> None:
-        """rows <- value - offset (value when offset is None), in rows' dtype and layout."""
-        if rows.stride()[-1] == 1 and value.stride()[-1] != 1:
-            value = self._buffer(value, contiguous=True).copy_(value)
-            if offset is not None and value.dtype != rows.dtype:
-                value, offset = value.sub_(offset), None
-        elif offset is not None and value.dtype != rows.dtype:
-            value, offset = torch.sub(value, offset, out=self._buffer(value)), None
-        if offset is None:
-            rows.copy_(value)
-        else:  # centre straight into the parameter's rows
-            torch.sub(value, offset, out=rows)
-
-    def _buffer(self, like: Tensor, contiguous: bool = False) -> Tensor:
-        """A buffer of like's shape and dtype, contiguous or in like's layout; one per
-        block shape (all blocks but the last have the same)."""
-        stride = None if contiguous else like.stride()
-        key = (tuple(like.shape), stride, like.dtype)
-        if key not in self.buffers:
-            if stride is None:
-                self.buffers[key] = torch.empty(like.shape, dtype=like.dtype)
-            else:
-                self.buffers[key] = torch.empty_strided(like.shape, stride, dtype=like.dtype)
-        return self.buffers[key]
-
-
 def _vocabulary_kept_by(steps: _Steps) -> set[str]:
     """The vocabulary matrices whose values these processing steps leave as they are."""
     kept = set()
@@ -432,7 +394,9 @@ def _copy_into(
 
 
 def _for_processing(
-    tensors: dict[str, Tensor], flags: ProcessingFlags, buffers: _Float32Buffers | None = None
+    tensors: dict[str, Tensor],
+    flags: ProcessingFlags,
+    buffers: reused_buffers.Float32Buffers | None = None,
 ) -> dict[str, Tensor]:
     """Process in float32 whatever the checkpoint's dtype; loading casts to the model's.
     Copies are made in `buffers` when given, else in new tensors."""
@@ -440,35 +404,6 @@ def _for_processing(
         return tensors
     to_float32 = buffers.float32 if buffers is not None else Tensor.float
     return {k: to_float32(v) if v.is_floating_point() else v for k, v in tensors.items()}
-
-
-class _Float32Buffers:
-    """The float32 copies that processing reads, in memory reused from piece to piece.
-
-    Every layer of a bfloat16 checkpoint has the same shapes; without reuse each layer's
-    copies are fresh pages (400 MB a layer for Gemma-2b), which cost more to fault in
-    than to fill. A piece's copies must be used up (copied into the parameters, never kept)
-    before `next_piece` hands them out again."""
-
-    def __init__(self) -> None:
-        self.free: dict[tuple[object, ...], list[Tensor]] = {}
-        self.taken: list[tuple[tuple[object, ...], Tensor]] = []
-
-    def next_piece(self) -> None:
-        for layout, buffer in self.taken:
-            self.free.setdefault(layout, []).append(buffer)
-        self.taken = []
-
-    def float32(self, tensor: Tensor) -> Tensor:
-        if tensor.dtype == torch.float32:
-            return tensor
-        # the tensor's own layout (a transposed view stays transposed: no transposing copy)
-        like = torch.empty_like(tensor, dtype=torch.float32, device="meta")
-        layout = (tuple(like.shape), like.stride())
-        pool = self.free.get(layout)
-        buffer = pool.pop() if pool else torch.empty_like(like, device=tensor.device)
-        self.taken.append((layout, buffer))
-        return buffer.copy_(tensor)
 
 
 def _processing_cfg(model: HookedTransformer) -> HookedTransformerConfig:

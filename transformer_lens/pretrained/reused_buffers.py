@@ -1,0 +1,79 @@
+"""Reused buffers for a streamed load: each block or piece is staged in memory that the
+previous one used, because on first touch fresh pages cost more to fault in than to fill.
+
+- `Staging` writes a processed vocabulary block into a parameter's rows (one per thread);
+- `Float32Buffers` holds the float32 copies that processing reads, layer after layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class Staging:
+    """Writes a processed block into a parameter's rows through reused buffers (no fresh
+    pages per block), so that the last step is a plain copy or subtraction:
+    - a row-major W_U is written from HF's transposed rows: the block is transposed into a
+      contiguous buffer first (torch's fast 2-D transpose), so that the parameter's rows
+      are then written in long contiguous runs;
+    - a block processed in float32 for a parameter of another dtype is centred in float32
+      first: torch's subtraction that rounds to bfloat16 as it writes is ~10x slower than
+      the subtraction followed by a rounding copy."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[object, ...], Tensor] = {}
+
+    def write(self, rows: Tensor, value: Tensor, offset: Tensor | None) -> None:
+        """rows <- value - offset (value when offset is None), in rows' dtype and layout."""
+        if rows.stride()[-1] == 1 and value.stride()[-1] != 1:
+            value = self._buffer(value, contiguous=True).copy_(value)
+            if offset is not None and value.dtype != rows.dtype:
+                value, offset = value.sub_(offset), None
+        elif offset is not None and value.dtype != rows.dtype:
+            value, offset = torch.sub(value, offset, out=self._buffer(value)), None
+        if offset is None:
+            rows.copy_(value)
+        else:  # centre straight into the parameter's rows
+            torch.sub(value, offset, out=rows)
+
+    def _buffer(self, like: Tensor, contiguous: bool = False) -> Tensor:
+        """A buffer of like's shape and dtype, contiguous or in like's layout; one per
+        block shape (all blocks but the last have the same)."""
+        stride = None if contiguous else like.stride()
+        key = (tuple(like.shape), stride, like.dtype)
+        if key not in self.buffers:
+            if stride is None:
+                self.buffers[key] = torch.empty(like.shape, dtype=like.dtype)
+            else:
+                self.buffers[key] = torch.empty_strided(like.shape, stride, dtype=like.dtype)
+        return self.buffers[key]
+
+
+class Float32Buffers:
+    """The float32 copies that processing reads, in memory reused from piece to piece.
+
+    Every layer of a bfloat16 checkpoint has the same shapes; without reuse each layer's
+    copies are fresh pages (400 MB a layer for Gemma-2b), which cost more to fault in
+    than to fill. A piece's copies must be used up (copied into the parameters, never kept)
+    before `next_piece` hands them out again."""
+
+    def __init__(self) -> None:
+        self.free: dict[tuple[object, ...], list[Tensor]] = {}
+        self.taken: list[tuple[tuple[object, ...], Tensor]] = []
+
+    def next_piece(self) -> None:
+        for layout, buffer in self.taken:
+            self.free.setdefault(layout, []).append(buffer)
+        self.taken = []
+
+    def float32(self, tensor: Tensor) -> Tensor:
+        if tensor.dtype == torch.float32:
+            return tensor
+        # the tensor's own layout (a transposed view stays transposed: no transposing copy)
+        like = torch.empty_like(tensor, dtype=torch.float32, device="meta")
+        layout = (tuple(like.shape), like.stride())
+        pool = self.free.get(layout)
+        buffer = pool.pop() if pool else torch.empty_like(like, device=tensor.device)
+        self.taken.append((layout, buffer))
+        return buffer.copy_(tensor)
