@@ -11,7 +11,9 @@ LN to LNPre (RMS to RMSPre).
 """
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -25,6 +27,23 @@ StateDict = dict[str, Tensor]
 FoldTargets = Sequence[tuple[str, str | None, bool]]
 
 _NORMS_WITH_WEIGHTS = ("LN", "RMS")
+
+# Makes an uninitialised tensor of like's shape and layout in the given dtype.
+Allocate = Callable[[Tensor, torch.dtype], Tensor]
+_folded_weights_in: ContextVar[Allocate | None] = ContextVar("_folded_weights_in", default=None)
+
+
+@contextmanager
+def folded_weights_in(allocate: Allocate) -> Iterator[None]:
+    """While active, each folded weight matrix is written into a tensor from `allocate`
+    instead of a new one (a streamed load reuses memory from layer to layer). The caller
+    owns those tensors: it must copy the results out before handing the memory out again.
+    Without autograd only (`out=` does not record gradients)."""
+    token = _folded_weights_in.set(allocate)
+    try:
+        yield
+    finally:
+        _folded_weights_in.reset(token)
 
 
 def _layers(cfg: "WeightConfig", layers: Sequence[int] | None) -> Sequence[int]:
@@ -68,12 +87,20 @@ def _fold_norm_into(
 ) -> tuple[Float[Tensor, "*heads d_in d_out"], Float[Tensor, "*heads d_out"] | None]:
     """Fold `x ↦ norm_w·x + norm_b` into the linear map `x ↦ x @ weight + bias` that reads it."""
     if norm_b is not None:
-        through = (norm_b[:, None] * weight).sum(-2)
+        through = (
+            norm_b @ weight
+        )  # Σ_i norm_b[i]·weight[..., i, :], without a weight-sized temporary
         bias = through if bias is None else bias + through
-    weight = norm_w[:, None] * weight
+    allocate = _folded_weights_in.get()
+    if allocate is None:
+        weight = norm_w[:, None] * weight
+    else:
+        out = allocate(weight, torch.result_type(norm_w, weight))
+        weight = torch.mul(norm_w[:, None], weight, out=out)
     if center:
         # The normalized input has zero mean over d_in, so each column's mean never matters.
-        weight = weight - weight.mean(-2, keepdim=True)
+        # In place: the scaled weight is this function's own new tensor.
+        weight.sub_(weight.mean(-2, keepdim=True))
     return weight, bias
 
 
@@ -244,17 +271,19 @@ def fold_value_biases(
     """Move b_V into b_O and zero b_V (or `_b_V`), keeping its stored shape.
 
     Exact because each attention pattern row sums to 1, so every head's output carries
-    exactly b_V @ W_O from the value bias.
+    exactly b_V @ W_O from the value bias. A layer whose b_V is already zero (models without
+    value biases) is left as it is: W_O is not read.
     """
     result = dict(state_dict)
     for layer in _layers(cfg, layers):
         b_v_key = _kv_keys(cfg, layer)[3]
-        if b_v_key not in result:
+        if b_v_key not in result or not result[b_v_key].any():
             continue
         b_V, W_O = result[b_v_key], result[f"blocks.{layer}.attn.W_O"]
         b_o_key = f"blocks.{layer}.attn.b_O"
-        b_O = result.get(b_o_key, torch.zeros(W_O.shape[-1], dtype=W_O.dtype, device=W_O.device))
-        result[b_o_key] = b_O + _value_bias_through_output(b_V, W_O)
+        through = _value_bias_through_output(b_V, W_O)
+        b_O = result.get(b_o_key)
+        result[b_o_key] = through if b_O is None else b_O + through
         result[b_v_key] = torch.zeros_like(b_V)
     return result
 

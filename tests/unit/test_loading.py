@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.helpers import assert_close, pretrained_loader, tiny_gemma_config
-from transformer_lens import HookedTransformer, loading_from_pretrained
+from transformer_lens import HookedTransformer, loading_from_pretrained, weight_processing
 from transformer_lens.pretrained import processing, reused_buffers
 from transformer_lens.pretrained.registry import ADAPTERS
 from transformer_lens.pretrained.weight_conversions import convert_gemma_weights
@@ -606,14 +606,25 @@ def test_processed_load_maps_what_processing_leaves_unchanged(
 
 
 def test_processed_bfloat16_load_maps_a_bfloat16_checkpoint(hf_gemma, tmp_path, monkeypatch):
-    """Processing runs in float32, so everything it reads is converted; what it leaves
-    unchanged is still mapped from a bfloat16 file instead of being rounded back and copied,
-    and equals the weights of a load that copies everything."""
+    """Processing runs in float32, so everything it reads is converted, and only that: what
+    it leaves unchanged is never converted, stays mapped from a bfloat16 file instead of
+    being rounded back and copied, and equals the weights of a load that copies everything."""
     path = tmp_path / "tiny-gemma-bf16"
     copy.deepcopy(hf_gemma).to(torch.bfloat16).save_pretrained(path)
     keys = mapped_keys(monkeypatch)
+    converted: list[int] = []
+    float32 = reused_buffers.Float32Buffers.float32
+
+    def recording(self, tensor):
+        converted.append(tensor.data_ptr())
+        return float32(self, tensor)
+
+    monkeypatch.setattr(reused_buffers.Float32Buffers, "float32", recording)
     mapped = HookedTransformer.from_pretrained(str(path), dtype=torch.bfloat16)
     assert sorted(keys) == output_projection_keys(mapped.cfg.n_layers)
+    projections = [b.attn.W_O.data_ptr() for b in mapped.blocks]
+    projections += [b.mlp.W_out.data_ptr() for b in mapped.blocks]
+    assert converted and not set(converted) & set(projections)
     monkeypatch.setattr(processing._StreamingLoader, "read_in_place", lambda self, weight: False)
     copied = HookedTransformer.from_pretrained(str(path), dtype=torch.bfloat16).state_dict()
     for key, value in mapped.state_dict().items():
@@ -655,40 +666,59 @@ def test_parameters_loaded_from_a_directory_own_distinct_memory(checkpoint_dir, 
 def test_half_precision_processing_reuses_float32_buffers_with_the_same_bits(
     family, dtype, tmp_path, monkeypatch
 ):
-    """Each layer's float32 copies are made in the previous layer's buffers. The weights
-    equal a load that makes fresh copies, bit for bit, and no parameter keeps a buffer's
-    memory (GPT-2: centring the writes reads W_O and W_out too)."""
+    """Each layer's float32 copies, and the matrices the fold writes, are made in the
+    previous layer's buffers. The weights equal a load that makes fresh ones, bit for bit,
+    and no parameter keeps a buffer's memory (GPT-2: centring the writes reads W_O and
+    W_out too)."""
     from tests.unit.test_vocab_blocks import gemma_checkpoint, gpt2_checkpoint
 
     make = gemma_checkpoint if family == "gemma" else gpt2_checkpoint
     path = make(tmp_path / "checkpoint")
-    # (piece, copy) of every buffer copy; holding the copies keeps a freed buffer's address
+    # (piece, buffer) of every buffer handed out; holding them keeps a freed buffer's address
     # from being handed out again, so that a shared address means a reused buffer
     handed_out: list[tuple[int, torch.Tensor]] = []
-    float32 = reused_buffers.Float32Buffers.float32
+    fold_results: list[torch.Tensor] = []
+    empty_like = reused_buffers.Float32Buffers.empty_like
     pieces = reused_buffers.Float32Buffers.next_piece
+    folded_weights_in = weight_processing.folded_weights_in
 
     def counted_next_piece(self):
         self.piece = getattr(self, "piece", -1) + 1
         pieces(self)
 
-    def counted(self, tensor):
-        copied = float32(self, tensor)
-        if copied is not tensor:
-            handed_out.append((self.piece, copied))
-        return copied
+    def counted(self, tensor, dtype):
+        buffer = empty_like(self, tensor, dtype)
+        handed_out.append((self.piece, buffer))
+        return buffer
+
+    def recording_results(allocate):
+        def allocate_and_record(like, dtype):
+            fold_results.append(allocate(like, dtype))
+            return fold_results[-1]
+
+        return folded_weights_in(allocate_and_record)
 
     with monkeypatch.context() as patch, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny configs differ from official; no tokenizer
         patch.setattr(reused_buffers.Float32Buffers, "next_piece", counted_next_piece)
-        patch.setattr(reused_buffers.Float32Buffers, "float32", counted)
+        patch.setattr(reused_buffers.Float32Buffers, "empty_like", counted)
+        patch.setattr(weight_processing, "folded_weights_in", recording_results)
         reused = HookedTransformer.from_pretrained(str(path), dtype=dtype)
-        patch.setattr(reused_buffers.Float32Buffers, "float32", lambda self, t: t.float())
+        patch.setattr(weight_processing, "folded_weights_in", folded_weights_in)
+        patch.setattr(
+            reused_buffers.Float32Buffers,
+            "empty_like",
+            lambda self, tensor, dtype: torch.empty_like(tensor, dtype=dtype),
+        )
         fresh = HookedTransformer.from_pretrained(str(path), dtype=dtype).state_dict()
     pieces_by_storage: dict[int, set[int]] = {}
-    for piece, copied in handed_out:
-        pieces_by_storage.setdefault(copied.untyped_storage().data_ptr(), set()).add(piece)
-    assert any(len(seen) > 1 for seen in pieces_by_storage.values()), "no buffer was reused"
+    for piece, buffer in handed_out:
+        pieces_by_storage.setdefault(buffer.untyped_storage().data_ptr(), set()).add(piece)
+    reused_storages = {ptr for ptr, seen in pieces_by_storage.items() if len(seen) > 1}
+    assert reused_storages, "no buffer was reused"
+    result_storages = {t.untyped_storage().data_ptr() for t in fold_results}
+    assert result_storages & reused_storages, "no fold result was written into a reused buffer"
+    assert result_storages <= set(pieces_by_storage)
     parameters = {p.untyped_storage().data_ptr() for p in reused.parameters()}
     assert not parameters & set(pieces_by_storage)
     for key, value in reused.state_dict().items():

@@ -451,3 +451,47 @@ def test_post_norms_qk_norms_and_buffers_pass_through():
         assert processed[f"blocks.0.{key}"] is sd[f"blocks.0.{key}"], key
     with pytest.raises(ValueError, match="q/k norms"):
         wp.refactor_factored_attn_matrices(sd, make_cfg(normalization_type="RMS"))
+
+
+def test_fold_value_biases_leaves_a_layer_without_value_bias_alone():
+    """A zero b_V adds nothing to b_O, so W_O is not read (a streamed half-precision load
+    then never converts it): a W_O full of NaN would poison b_O if it were."""
+    cfg = make_cfg()
+    sd = random_state_dict(cfg)
+    sd["blocks.0.attn.b_V"] = torch.zeros_like(sd["blocks.0.attn.b_V"])
+    sd["blocks.0.attn.W_O"] = torch.full_like(sd["blocks.0.attn.W_O"], float("nan"))
+    folded = wp.fold_value_biases(sd, cfg)
+    for key in ("b_V", "b_O", "W_O"):
+        assert folded[f"blocks.0.attn.{key}"] is sd[f"blocks.0.attn.{key}"], key
+    expected = sd["blocks.1.attn.b_O"] + torch.einsum(
+        "he,hed->d", sd["blocks.1.attn.b_V"], sd["blocks.1.attn.W_O"]
+    )
+    assert_close(folded["blocks.1.attn.b_O"], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("normalization_type", ["LN", "RMS"])
+def test_folded_weights_in_writes_each_folded_matrix_into_the_given_tensors(normalization_type):
+    """Under folded_weights_in, every weight a norm folds into is written into a tensor of
+    the allocator's, in the weight's own layout, with the same values as a plain fold."""
+    cfg = make_cfg(normalization_type=normalization_type, gated_mlp=normalization_type == "RMS")
+    sd = random_state_dict(cfg)
+    sd["blocks.0.attn.W_Q"] = sd["blocks.0.attn.W_Q"].transpose(-1, -2).contiguous().mT
+    given: list[torch.Tensor] = []
+
+    def allocate(like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        given.append(torch.empty_like(like, dtype=dtype))
+        return given[-1]
+
+    plain = wp.fold_layer_norm(sd, cfg)
+    with wp.folded_weights_in(allocate):
+        into_given = wp.fold_layer_norm(sd, cfg)
+    folded_keys = [k for k in into_given if k.endswith(("W_Q", "W_K", "W_V", "W_in", "W_gate"))]
+    folded_keys.append("unembed.W_U")
+    pointers = {t.data_ptr() for t in given}
+    assert len(given) == len(folded_keys)
+    for key in folded_keys:
+        assert into_given[key].data_ptr() in pointers, key
+        assert into_given[key].stride() == sd[key].stride(), key
+    for key, value in plain.items():
+        assert torch.equal(into_given[key], value), key
+    assert wp._folded_weights_in.get() is None  # the context is left behind on exit

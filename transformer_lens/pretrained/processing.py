@@ -8,6 +8,7 @@ next is read, so at most one piece exists beside the model.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from collections.abc import Iterator, Sequence
@@ -136,15 +137,32 @@ class _StreamingLoader:
         buffers: reused_buffers.Float32Buffers | None = None,
     ) -> tuple[dict[str, Tensor], set[str]]:
         """The processed tensors, and the keys that processing passed through unchanged (the
-        processing steps never write into a tensor: a new value is a new tensor). With
-        `buffers`, the float32 copies of other dtypes are made in them."""
+        processing steps never write into a tensor: a new value is a new tensor).
+
+        With `buffers` (a streamed piece), processing gets float32 copies, made in them, of
+        only the tensors it uses; and when its results are copied into the parameters anyway
+        (a checkpoint or a model not in float32), the folded matrices are made in them too.
+        """
         steps = _Steps(**self.steps)
         steps["center_unembed"] = center_unembed and self.steps["center_unembed"]
-        inputs = _for_processing(tensors, self.flags, buffers)
-        processed = weight_processing.process_weights(
-            inputs, self.cfg, layers=layers, unembed=unembed, **steps
+        if buffers is None or not self.flags.any():
+            inputs = _for_processing(tensors, self.flags)
+            processed = weight_processing.process_weights(
+                inputs, self.cfg, layers=layers, unembed=unembed, **steps
+            )
+            return processed, {k for k, v in processed.items() if inputs.get(k) is v}
+        half = [v for v in tensors.values() if v.is_floating_point() and v.dtype != torch.float32]
+        rounded = bool(half) or any(
+            self.targets[k].dtype != torch.float32 for k in tensors if k in self.targets
         )
-        return processed, {k for k, v in processed.items() if inputs.get(k) is v}
+        with contextlib.ExitStack() as modes:
+            modes.enter_context(reused_buffers.Float32OnUse(half, buffers.float32))
+            if rounded:
+                modes.enter_context(weight_processing.folded_weights_in(buffers.empty_like))
+            processed = weight_processing.process_weights(
+                tensors, self.cfg, layers=layers, unembed=unembed, **steps
+            )
+        return processed, {k for k, v in processed.items() if tensors.get(k) is v}
 
     def load_piece(self, piece: list[PlannedWeight], layers: list[int], unembed: bool) -> None:
         if not self.processes:
@@ -393,17 +411,11 @@ def _copy_into(
                 target.copy_(value)  # keeps the parameter's layout and dtype
 
 
-def _for_processing(
-    tensors: dict[str, Tensor],
-    flags: ProcessingFlags,
-    buffers: reused_buffers.Float32Buffers | None = None,
-) -> dict[str, Tensor]:
-    """Process in float32 whatever the checkpoint's dtype; loading casts to the model's.
-    Copies are made in `buffers` when given, else in new tensors."""
+def _for_processing(tensors: dict[str, Tensor], flags: ProcessingFlags) -> dict[str, Tensor]:
+    """Process in float32 whatever the checkpoint's dtype; loading casts to the model's."""
     if not flags.any():
         return tensors
-    to_float32 = buffers.float32 if buffers is not None else Tensor.float
-    return {k: to_float32(v) if v.is_floating_point() else v for k, v in tensors.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def _processing_cfg(model: HookedTransformer) -> HookedTransformerConfig:

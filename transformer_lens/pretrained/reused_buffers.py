@@ -2,13 +2,20 @@
 previous one used, because on first touch fresh pages cost more to fault in than to fill.
 
 - `Staging` writes a processed vocabulary block into a parameter's rows (one per thread);
-- `Float32Buffers` holds the float32 copies that processing reads, layer after layer.
+- `Float32Buffers` holds the float32 copies that processing reads and the folded matrices it
+  writes, layer after layer; `Float32OnUse` makes those copies only for the tensors that
+  processing actually uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_map
 
 
 class Staging:
@@ -51,12 +58,13 @@ class Staging:
 
 
 class Float32Buffers:
-    """The float32 copies that processing reads, in memory reused from piece to piece.
+    """The float32 copies that processing reads, and the folded matrices it writes, in
+    memory reused from piece to piece.
 
     Every layer of a bfloat16 checkpoint has the same shapes; without reuse each layer's
-    copies are fresh pages (400 MB a layer for Gemma-2b), which cost more to fault in
-    than to fill. A piece's copies must be used up (copied into the parameters, never kept)
-    before `next_piece` hands them out again."""
+    copies and results are fresh pages (hundreds of MB a layer for Gemma-2b), which cost
+    more to fault in than to fill. A piece's buffers must be used up (copied into the
+    parameters, never kept) before `next_piece` hands them out again."""
 
     def __init__(self) -> None:
         self.free: dict[tuple[object, ...], list[Tensor]] = {}
@@ -70,10 +78,64 @@ class Float32Buffers:
     def float32(self, tensor: Tensor) -> Tensor:
         if tensor.dtype == torch.float32:
             return tensor
-        # the tensor's own layout (a transposed view stays transposed: no transposing copy)
+        return self.empty_like(tensor, torch.float32).copy_(tensor)
+
+    def empty_like(self, tensor: Tensor, dtype: torch.dtype) -> Tensor:
+        """An uninitialised tensor of tensor's shape and layout (a transposed view stays
+        transposed: no transposing copy); reused when float32, new otherwise."""
+        if dtype != torch.float32:
+            return torch.empty_like(tensor, dtype=dtype)
         like = torch.empty_like(tensor, dtype=torch.float32, device="meta")
-        layout = (tuple(like.shape), like.stride())
+        layout = (tuple(like.shape), like.stride(), tensor.device)
         pool = self.free.get(layout)
         buffer = pool.pop() if pool else torch.empty_like(like, device=tensor.device)
         self.taken.append((layout, buffer))
-        return buffer.copy_(tensor)
+        return buffer
+
+
+# What these read is the same for a tensor and its float32 copy: no copy needed for them.
+_SAME_FOR_A_COPY = {
+    Tensor.shape.__get__,  # type: ignore[attr-defined]
+    Tensor.ndim.__get__,  # type: ignore[attr-defined]
+    Tensor.device.__get__,
+    Tensor.size,
+    Tensor.dim,
+    Tensor.__len__,
+    Tensor.is_floating_point,
+}
+
+
+class Float32OnUse(TorchFunctionMode):
+    """Within this mode, each of `tensors` is replaced by its float32 copy the first time a
+    torch function is given it, so that processing computes in float32 but converts only
+    what it uses: a weight it passes through untouched (W_O, W_out of an RMSNorm model) is
+    never copied, and comes out as the very tensor that went in.
+
+    Every way to read a tensor's values or dtype is a torch function (methods, operators,
+    properties), so processing cannot see a tensor that was not converted; only shape and
+    device queries, the same for both, leave it as it is."""
+
+    def __init__(self, tensors: Iterable[Tensor], to_float32: Callable[[Tensor], Tensor]):
+        super().__init__()
+        self.pending = {id(t): t for t in tensors}
+        self.copies: dict[int, Tensor] = {}
+        self.to_float32 = to_float32
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func not in _SAME_FOR_A_COPY:
+            args, kwargs = tree_map(self._copy_of, (args, kwargs))
+        return func(*args, **kwargs)
+
+    def _copy_of(self, value: Any) -> Any:
+        if not isinstance(value, Tensor) or id(value) not in self.pending:
+            return value
+        if id(value) not in self.copies:
+            self.copies[id(value)] = self.to_float32(value)
+        return self.copies[id(value)]

@@ -1,0 +1,86 @@
+"""The reused buffers of a streamed half-precision load, and the mode that converts to float32
+only what processing uses."""
+
+import torch
+
+from tests.unit.test_weight_processing import make_cfg, random_state_dict
+from transformer_lens import weight_processing as wp
+from transformer_lens.pretrained.reused_buffers import Float32Buffers, Float32OnUse
+
+
+def recording_float32(converted: list[torch.Tensor]):
+    def to_float32(tensor: torch.Tensor) -> torch.Tensor:
+        converted.append(tensor)
+        return tensor.float()
+
+    return to_float32
+
+
+def test_only_a_tensor_an_operation_uses_is_converted_and_only_once():
+    used = torch.randn(3, 4).to(torch.bfloat16)
+    queried = torch.randn(4, 5).to(torch.bfloat16)
+    converted: list[torch.Tensor] = []
+    with Float32OnUse([used, queried], recording_float32(converted)):
+        doubled = used * 2
+        summed = used.sum()
+        shape_facts = (queried.shape, queried.size(), queried.dim(), queried.ndim, len(queried))
+        assert queried.device == used.device
+    assert [id(t) for t in converted] == [id(used)]
+    assert shape_facts == ((4, 5), (4, 5), 2, 2, 4)
+    assert doubled.dtype == torch.float32 and torch.equal(doubled, used.float() * 2)
+    assert torch.equal(summed, used.float().sum())
+
+
+def test_asking_for_the_dtype_converts_so_processing_never_sees_half_precision():
+    tensor = torch.randn(3).to(torch.float16)
+    converted: list[torch.Tensor] = []
+    with Float32OnUse([tensor], recording_float32(converted)):
+        assert tensor.dtype == torch.float32
+    assert len(converted) == 1
+    assert tensor.dtype == torch.float16  # outside the mode nothing changed
+
+
+def test_processing_under_the_mode_converts_what_it_reads_and_passes_the_rest_through():
+    """An RMSNorm model without value biases: the fold reads the norms and the weights
+    that read them; W_O and W_out come out as the very tensors that went in, unconverted.
+    Everything processing changes equals processing float32 copies, bit for bit."""
+    cfg = make_cfg(normalization_type="RMS", gated_mlp=True, n_key_value_heads=2)
+    sd = {k: v.to(torch.bfloat16) for k, v in random_state_dict(cfg).items()}
+    for layer in range(cfg.n_layers):
+        sd[f"blocks.{layer}.attn._b_V"] = torch.zeros_like(sd[f"blocks.{layer}.attn._b_V"])
+    steps = dict(center_writing_weights=False, center_unembed=True, fold_value_biases=True)
+    converted: list[torch.Tensor] = []
+    with Float32OnUse(sd.values(), recording_float32(converted)):
+        lazily = wp.process_weights(sd, cfg, **steps)
+    eagerly = wp.process_weights({k: v.float() for k, v in sd.items()}, cfg, **steps)
+    output_projections = [
+        f"blocks.{i}.{k}" for i in range(cfg.n_layers) for k in ("attn.W_O", "mlp.W_out")
+    ]
+    converted_ids = {id(t) for t in converted}
+    for key in output_projections:
+        assert lazily[key] is sd[key] and id(sd[key]) not in converted_ids, key
+    for key in ("blocks.0.attn.W_Q", "blocks.1.mlp.W_gate", "blocks.0.ln1.w", "unembed.W_U"):
+        assert id(sd[key]) in converted_ids, key
+    assert lazily.keys() == eagerly.keys()
+    for key, value in eagerly.items():
+        if lazily[key] is sd[key]:  # passed through: the same values, still in bfloat16
+            assert torch.equal(lazily[key].float(), value), key
+        else:
+            assert lazily[key].dtype == value.dtype and torch.equal(lazily[key], value), key
+
+
+def test_float32_buffers_are_handed_out_again_only_after_the_next_piece():
+    buffers = Float32Buffers()
+    like = torch.empty(4, 6, dtype=torch.bfloat16).mT  # a transposed layout is kept
+    first = buffers.empty_like(like, torch.float32)
+    second = buffers.empty_like(like, torch.float32)
+    assert first.stride() == like.stride() and first.dtype == torch.float32
+    assert first.data_ptr() != second.data_ptr()
+    buffers.next_piece()
+    again = {buffers.empty_like(like, torch.float32).data_ptr() for _ in range(2)}
+    assert again == {first.data_ptr(), second.data_ptr()}
+    copy = buffers.float32(torch.ones(6, 4, dtype=torch.bfloat16))
+    assert copy.dtype == torch.float32 and torch.equal(copy, torch.ones(6, 4))
+    not_pooled = buffers.empty_like(like, torch.bfloat16)
+    assert not_pooled.dtype == torch.bfloat16
+    assert not_pooled.data_ptr() not in again | {copy.data_ptr()}
