@@ -151,12 +151,15 @@ class _StreamingLoader:
                 inputs, self.cfg, layers=layers, unembed=unembed, **steps
             )
             return processed, {k for k, v in processed.items() if inputs.get(k) is v}
-        half = [v for v in tensors.values() if v.is_floating_point() and v.dtype != torch.float32]
-        rounded = bool(half) or any(
+        not_float32 = [
+            v for v in tensors.values() if v.is_floating_point() and v.dtype != torch.float32
+        ]
+        rounded = bool(not_float32) or any(
             self.targets[k].dtype != torch.float32 for k in tensors if k in self.targets
         )
         with contextlib.ExitStack() as modes:
-            modes.enter_context(reused_buffers.Float32OnUse(half, buffers.float32))
+            if not_float32:
+                modes.enter_context(reused_buffers.Float32OnUse(not_float32, buffers.float32))
             if rounded:
                 modes.enter_context(weight_processing.folded_weights_in(buffers.empty_like))
             processed = weight_processing.process_weights(
