@@ -723,3 +723,28 @@ def test_half_precision_processing_reuses_float32_buffers_with_the_same_bits(
     assert not parameters & set(pieces_by_storage)
     for key, value in reused.state_dict().items():
         assert value.dtype == fresh[key].dtype and torch.equal(value, fresh[key]), key
+
+
+def test_processed_half_precision_load_imports_no_symbolic_shapes(tmp_path):
+    """Asking torch for a layout on the meta device imports its symbolic-shape machinery and
+    sympy, 0.4 s: more than a whole Gemma-2b layer takes to load. A fresh process loading
+    a bfloat16 checkpoint with processing must not pull them in."""
+    import subprocess
+    import sys
+
+    from tests.unit.test_vocab_blocks import gemma_checkpoint
+
+    path = gemma_checkpoint(tmp_path / "checkpoint")
+    code = (
+        "import sys, warnings, torch\n"
+        "warnings.simplefilter('ignore')\n"
+        "from transformer_lens import HookedTransformer\n"
+        f"HookedTransformer.from_pretrained({str(path)!r}, dtype=torch.bfloat16)\n"
+        "print(sorted(m for m in ('sympy', 'torch.fx.experimental.symbolic_shapes')"
+        " if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

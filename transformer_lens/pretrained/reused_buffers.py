@@ -85,10 +85,11 @@ class Float32Buffers:
         transposed: no transposing copy); reused when float32, new otherwise."""
         if dtype != torch.float32:
             return torch.empty_like(tensor, dtype=dtype)
-        like = torch.empty_like(tensor, dtype=torch.float32, device="meta")
-        layout = (tuple(like.shape), like.stride(), tensor.device)
+        # Keyed by the input's layout, which decides empty_like's. (Asking empty_like on the
+        # meta device would import sympy: 0.4 s, more than a layer takes to load.)
+        layout = (tuple(tensor.shape), tensor.stride(), tensor.device)
         pool = self.free.get(layout)
-        buffer = pool.pop() if pool else torch.empty_like(like, device=tensor.device)
+        buffer = pool.pop() if pool else torch.empty_like(tensor, dtype=torch.float32)
         self.taken.append((layout, buffer))
         return buffer
 
