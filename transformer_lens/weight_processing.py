@@ -87,9 +87,8 @@ def _fold_norm_into(
 ) -> tuple[Float[Tensor, "*heads d_in d_out"], Float[Tensor, "*heads d_out"] | None]:
     """Fold `x ↦ norm_w·x + norm_b` into the linear map `x ↦ x @ weight + bias` that reads it."""
     if norm_b is not None:
-        through = (
-            norm_b @ weight
-        )  # Σ_i norm_b[i]·weight[..., i, :], without a weight-sized temporary
+        # Σ_i norm_b[i]·weight[..., i, :] as a vector-matrix product: no weight-sized temporary
+        through = norm_b @ weight
         bias = through if bias is None else bias + through
     allocate = _folded_weights_in.get()
     if allocate is None:
