@@ -748,3 +748,59 @@ def test_processed_half_precision_load_imports_no_symbolic_shapes(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("family", "checkpoint_dtype"),
+    [("gemma", torch.bfloat16), ("gpt2", torch.float16)],
+    ids=["gemma-bfloat16", "gpt2-float16"],
+)
+def test_half_precision_checkpoint_widened_to_float32_keeps_views_and_the_same_bits(
+    family, checkpoint_dtype, tmp_path, monkeypatch
+):
+    """A half-precision checkpoint processed into float32 parameters hands processing its
+    view-only weights unconverted (processing converts what it uses, the copy into the
+    parameter the rest), with the bits of converting every weight first."""
+    from transformers import AutoModelForCausalLM
+
+    from tests.unit.test_vocab_blocks import gemma_checkpoint, gpt2_checkpoint
+
+    make = gemma_checkpoint if family == "gemma" else gpt2_checkpoint
+    float32_path = make(tmp_path / "float32")
+    path = tmp_path / "half"
+    AutoModelForCausalLM.from_pretrained(float32_path, dtype=checkpoint_dtype).save_pretrained(path)
+    handed: dict[str, torch.dtype] = {}
+    buffers: list[torch.Tensor] = []  # held, so that no address is handed out twice
+    load_for_processing = processing._StreamingLoader.load_for_processing
+    empty_like = reused_buffers.Float32Buffers.empty_like
+
+    def recording(self, weight):
+        tensor = load_for_processing(self, weight)
+        handed[weight.key] = tensor.dtype
+        return tensor
+
+    def recorded_buffer(self, tensor, dtype):
+        buffers.append(empty_like(self, tensor, dtype))
+        return buffers[-1]
+
+    with monkeypatch.context() as patch, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny configs differ from official; no tokenizer
+        patch.setattr(processing._StreamingLoader, "load_for_processing", recording)
+        patch.setattr(reused_buffers.Float32Buffers, "empty_like", recorded_buffer)
+        widened = HookedTransformer.from_pretrained(str(path), dtype=torch.float32)
+        patch.setattr(reused_buffers.Float32Buffers, "empty_like", empty_like)
+        patch.setattr(
+            processing._StreamingLoader,
+            "load_for_processing",
+            lambda self, weight: weight.load(self.cfg, self.source.get),
+        )
+        converted_first = HookedTransformer.from_pretrained(str(path), dtype=torch.float32)
+    assert handed["blocks.0.mlp.W_in"] == checkpoint_dtype
+    assert handed["blocks.1.mlp.W_out"] == checkpoint_dtype
+    # processing's float32 copies were made in reused buffers, and none became a parameter
+    buffer_storages = {b.untyped_storage().data_ptr() for b in buffers}
+    assert buffer_storages
+    assert not buffer_storages & {p.untyped_storage().data_ptr() for p in widened.parameters()}
+    expected = converted_first.state_dict()
+    for key, value in widened.state_dict().items():
+        assert value.dtype == expected[key].dtype and torch.equal(value, expected[key]), key

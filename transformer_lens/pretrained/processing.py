@@ -141,7 +141,7 @@ class _StreamingLoader:
 
         With `buffers` (a streamed piece), processing gets float32 copies, made in them, of
         only the tensors it uses; and when its results are copied into the parameters anyway
-        (a checkpoint or a model not in float32), the folded matrices are made in them too.
+        (parameters not in float32), the folded matrices are made in them too.
         """
         steps = _Steps(**self.steps)
         steps["center_unembed"] = center_unembed and self.steps["center_unembed"]
@@ -154,9 +154,8 @@ class _StreamingLoader:
         not_float32 = [
             v for v in tensors.values() if v.is_floating_point() and v.dtype != torch.float32
         ]
-        rounded = bool(not_float32) or any(
-            self.targets[k].dtype != torch.float32 for k in tensors if k in self.targets
-        )
+        # float32 parameters adopt processing's new tensors: no buffer, no copy
+        rounded = any(self.targets[k].dtype != torch.float32 for k in tensors if k in self.targets)
         with contextlib.ExitStack() as modes:
             if not_float32:
                 modes.enter_context(reused_buffers.Float32OnUse(not_float32, buffers.float32))
@@ -173,7 +172,7 @@ class _StreamingLoader:
         if unembed:  # the last piece: no later layer reuses the float32 buffers
             self.buffers = reused_buffers.Float32Buffers()
         blockwise = [w for w in piece if vocab_chunks.chunk_axis(w) is not None]
-        whole = {w.key: w.load(self.cfg, self.source.get) for w in piece if w not in blockwise}
+        whole = {w.key: self.load_for_processing(w) for w in piece if w not in blockwise}
         for weight in blockwise:
             self.load_by_vocab_blocks(weight, whole, unembed)
         if unembed and blockwise:
@@ -190,12 +189,31 @@ class _StreamingLoader:
             for weight in piece if self.processes else []:
                 if weight.key in unchanged and self.read_in_place(weight):
                     del rest[weight.key]
-        # a reused buffer must never become a parameter (bf16 models adopt nothing anyway)
-        _copy_into(self.targets, rest, adopt=self.source.private and not self.buffers.taken)
+        # a reused buffer must never become a parameter: only processing's new tensors may
+        buffers = self.buffers.storages()
+        adoptable = {k for k, v in rest.items() if v.untyped_storage().data_ptr() not in buffers}
+        _copy_into(self.targets, rest, adoptable if self.source.private else set())
         self.loaded.update(rest)
         for weight in piece:  # copied where they belong: give the file's pages back
             if weight.hf_key is not None:
                 self.source.release(weight.hf_key)
+
+    def load_for_processing(self, weight: PlannedWeight) -> Tensor:
+        """The weight as processing takes it. A half-precision checkpoint loaded into float32
+        parameters keeps a weight whose transform only views it in the checkpoint's dtype:
+        processing converts what it uses into reused buffers, and the copy into the
+        parameter converts the rest, where converting first would write every weight into
+        fresh memory once more. Widening is exact, so the values are the same."""
+        if (
+            self.processes
+            and weight.hf_key is not None
+            and getattr(weight.source.transform, "is_view", False)
+            and self.cfg.dtype == torch.float32
+        ):
+            checkpoint_tensor = self.source.get(weight.hf_key)
+            if checkpoint_tensor.dtype in (torch.bfloat16, torch.float16):
+                return weight.source.transform(checkpoint_tensor, self.cfg)
+        return weight.load(self.cfg, self.source.get)
 
     def read_in_place(self, weight: PlannedWeight) -> bool:
         """Make the parameter a copy-on-write view of the checkpoint file, as HF's loader
@@ -384,11 +402,14 @@ def _vocabulary_kept_by(steps: _Steps) -> set[str]:
 
 
 def _copy_into(
-    targets: dict[str, torch.nn.Parameter], tensors: dict[str, Tensor], adopt: bool = False
+    targets: dict[str, torch.nn.Parameter],
+    tensors: dict[str, Tensor],
+    adoptable: set[str] | frozenset[str] = frozenset(),
 ) -> None:
-    """Put each tensor into its parameter. With `adopt` (tensors that belong to nobody
-    else), a tensor already in the parameter's dtype and layout becomes its storage instead
-    of being copied; otherwise, or when two keys hold one tensor, it is copied."""
+    """Put each tensor into its parameter. A tensor whose key is in `adoptable` (it belongs
+    to nobody else) and that is already in the parameter's dtype and layout becomes its
+    storage instead of being copied; otherwise, or when two keys hold one tensor, it is
+    copied."""
     unexpected = sorted(set(tensors) - set(targets))
     if unexpected:
         raise ValueError(f"Checkpoint produced keys the model does not have: {unexpected}")
@@ -400,7 +421,7 @@ def _copy_into(
                 raise ValueError(f"{key}: got {tuple(value.shape)}, expected {tuple(target.shape)}")
             storage = value.untyped_storage()
             if (
-                adopt
+                key in adoptable
                 and storage.data_ptr() not in adopted
                 and storage.nbytes() == value.nbytes  # nothing else in that memory
                 and value.dtype == target.dtype

@@ -75,6 +75,10 @@ class Float32Buffers:
             self.free.setdefault(layout, []).append(buffer)
         self.taken = []
 
+    def storages(self) -> set[int]:
+        """The addresses of the buffers handed out for the current piece."""
+        return {buffer.untyped_storage().data_ptr() for _, buffer in self.taken}
+
     def float32(self, tensor: Tensor) -> Tensor:
         if tensor.dtype == torch.float32:
             return tensor
