@@ -184,3 +184,65 @@ def test_vocab_sum_refuses_rows_that_are_not_a_block_and_a_mean_with_blocks_miss
         running.add(start, source.get_rows(unembed.hf_key, start, stop))
         expected = source.get(unembed.hf_key).T.mean(1, keepdim=True)
         torch.testing.assert_close(running.mean(), expected, atol=1e-7, rtol=0)
+
+
+def llama_checkpoint(path, tied: bool):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+    )
+    model = LlamaForCausalLM(config).eval()
+    randomize_norms(model)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_processed_load_maps_an_embedding_processing_leaves_alone(tied, tmp_path, monkeypatch):
+    """An RMSNorm model's W_E passes through processing unchanged: it stays a view of the
+    file, as without processing, instead of being copied block by block. Tied, its rows
+    are still read once, block by block, for W_U's mean over the vocabulary. The weights
+    equal a load that copies everything, bit for bit."""
+    from transformer_lens.pretrained import processing
+    from transformer_lens.pretrained.sources import TensorSource
+
+    path = llama_checkpoint(tmp_path / "checkpoint", tied)
+    mapped: list[str] = []
+    rows_read: list[str] = []
+    read_in_place = processing._StreamingLoader.read_in_place
+    get_rows = TensorSource.get_rows
+
+    def recording(self, weight):
+        if read_in_place(self, weight):
+            mapped.append(weight.key)
+            return True
+        return False
+
+    def counted_get_rows(self, key, start, stop):
+        rows_read.append(key)
+        return get_rows(self, key, start, stop)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vocab_chunks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
+        patch.setattr(processing._StreamingLoader, "read_in_place", recording)
+        patch.setattr(TensorSource, "get_rows", counted_get_rows)
+        model = HookedTransformer.from_pretrained(str(path))
+        patch.setattr(TensorSource, "get_rows", get_rows)
+        patch.setattr(processing._StreamingLoader, "read_in_place", lambda self, weight: False)
+        copied = HookedTransformer.from_pretrained(str(path)).state_dict()
+    assert "embed.W_E" in mapped and "unembed.W_U" not in mapped
+    blocks = -(-VOCAB // BLOCK_ROWS)
+    # tied: the embedding's rows are read for W_U's mean, then for W_U itself; untied: not
+    # at all, and lm_head's twice (its mean, then W_U)
+    assert rows_read.count("model.embed_tokens.weight") == (2 * blocks if tied else 0)
+    assert rows_read.count("lm_head.weight") == (0 if tied else 2 * blocks)
+    for key, value in model.state_dict().items():
+        assert value.dtype == copied[key].dtype and torch.equal(value, copied[key]), key

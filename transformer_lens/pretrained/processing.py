@@ -264,6 +264,14 @@ class _StreamingLoader:
             offsets = self._block(companions, means, weight.key, vocab_keys)
         riding_sum = self.unembed_sum if weight.key == "embed.W_E" else None
         hf_key = weight.hf_key
+        # A matrix processing leaves as it is (W_E of an RMSNorm model without Gemma's
+        # scale) stays in the file, as without processing: the pass below then only sums
+        # its rows for center_unembed's mean, or is not needed at all.
+        mapped = (
+            weight.key in self.vocabulary_kept and not vocab_keys and self.read_in_place(weight)
+        )
+        if mapped and riding_sum is None:
+            return
 
         def load_share(blocks: Sequence[tuple[int, int]]) -> None:
             staging = reused_buffers.Staging()  # one per thread
@@ -271,7 +279,9 @@ class _StreamingLoader:
                 hf_rows = self.source.get_rows(hf_key, start, stop)
                 if riding_sum is not None:
                     riding_sum.add(start, hf_rows)
-                if vocab_keys or not self._write_block_directly(weight, axis, hf_rows, start):
+                if not mapped and (
+                    vocab_keys or not self._write_block_directly(weight, axis, hf_rows, start)
+                ):
                     self._write_processed_block(
                         weight, axis, companions, vocab_keys, offsets, staging, hf_rows, start
                     )
