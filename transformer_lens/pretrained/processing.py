@@ -22,7 +22,7 @@ from tqdm import tqdm
 from transformer_lens import weight_processing
 from transformer_lens.components.unembed import Unembed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained import block_threads, reused_buffers, vocab_chunks
+from transformer_lens.pretrained import block_threads, mlp_blocks, reused_buffers, vocab_chunks
 from transformer_lens.pretrained.adapter import transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.sources import TensorSource
@@ -180,9 +180,22 @@ class _StreamingLoader:
             rest = {k: v for k, v in whole.items() if k in self.targets and k not in self.loaded}
         else:
             self.buffers.next_piece()  # the previous piece's copies are in its parameters
-            rest, unchanged = self.process_and_compare(
-                whole, layers, unembed, center_unembed=True, buffers=self.buffers
+            by_blocks = mlp_blocks.keys_folded_by_blocks(
+                self.cfg, self.steps["fold_ln"], layers, whole, self.targets
             )
+            stand_ins = (
+                mlp_blocks.stand_ins(self.cfg, layers[0], whole, by_blocks) if by_blocks else {}
+            )
+            rest, unchanged = self.process_and_compare(
+                {**whole, **stand_ins}, layers, unembed, center_unembed=True, buffers=self.buffers
+            )
+            if by_blocks:
+                rest.update({k: whole[k] for k in stand_ins})  # the biases, as they were
+                for key in by_blocks:
+                    del rest[key]
+                unchanged -= set(by_blocks)
+                mlp_blocks.fold_into(self.targets, whole, by_blocks, layers[0])
+                self.loaded.update(by_blocks)
             # What processing left as it was stays in the file, as without processing (W_O
             # and W_out of an RMSNorm model): no copy, nothing read until it is used.
             # (Without processing, whatever can be mapped already was, above.)
