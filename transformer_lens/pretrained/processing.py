@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -22,9 +20,16 @@ from tqdm import tqdm
 from transformer_lens import weight_processing
 from transformer_lens.components.unembed import Unembed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained import block_threads, mlp_blocks, reused_buffers, vocab_chunks
+from transformer_lens.pretrained import (
+    block_threads,
+    mlp_blocks,
+    processing_steps,
+    reused_buffers,
+    vocab_chunks,
+)
 from transformer_lens.pretrained.adapter import transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
+from transformer_lens.pretrained.processing_steps import ProcessingFlags
 from transformer_lens.pretrained.sources import TensorSource
 
 if TYPE_CHECKING:
@@ -33,25 +38,13 @@ if TYPE_CHECKING:
 _FOLDED = {"LN": "LNPre", "RMS": "RMSPre"}
 
 
-@dataclass(frozen=True)
-class ProcessingFlags:
-    fold_ln: bool
-    center_writing_weights: bool
-    center_unembed: bool
-    fold_value_biases: bool
-    refactor_factored_attn_matrices: bool
-
-    def any(self) -> bool:
-        return any(vars(self).values())
-
-
 def load_and_process(
     model: HookedTransformer, state_dict: dict[str, Tensor], flags: ProcessingFlags
 ) -> None:
     """Process a whole state dict, then load it (checked before anything changes)."""
     cfg = _processing_cfg(model)
     processed = weight_processing.process_weights(
-        _for_processing(state_dict, flags), cfg, **_step_flags(cfg, flags)
+        _for_processing(state_dict, flags), cfg, **processing_steps.step_flags(cfg, flags)
     )
     if not (flags.fold_ln and model.cfg.normalization_type in _FOLDED):
         model.load_state_dict(processed)
@@ -109,7 +102,7 @@ def stream_and_process(
 class _StreamingLoader:
     def __init__(self, model: HookedTransformer, source: TensorSource, flags: ProcessingFlags):
         self.cfg = _processing_cfg(model)
-        self.steps = _step_flags(self.cfg, flags)
+        self.steps = processing_steps.step_flags(self.cfg, flags)
         self.flags = flags
         self.source = source
         if flags.fold_ln and model.cfg.normalization_type in _FOLDED:
@@ -117,7 +110,7 @@ class _StreamingLoader:
         self.targets = dict(model.named_parameters())
         self.loaded: set[str] = set()
         self.processes = any(self.steps.values())
-        self.vocabulary_kept = _vocabulary_kept_by(self.steps)
+        self.vocabulary_kept = processing_steps.vocabulary_kept_by(self.steps)
         # whole pieces' float32 copies, piece after piece
         self.buffers = reused_buffers.Float32Buffers()
         # center_unembed's sum of W_U over the vocabulary, when W_E's pass reads its rows
@@ -143,7 +136,7 @@ class _StreamingLoader:
         only the tensors it uses; and when its results are copied into the parameters anyway
         (parameters not in float32), the folded matrices are made in them too.
         """
-        steps = _Steps(**self.steps)
+        steps = processing_steps.Steps(**self.steps)
         steps["center_unembed"] = center_unembed and self.steps["center_unembed"]
         if buffers is None or not self.flags.any():
             inputs = _for_processing(tensors, self.flags)
@@ -376,7 +369,10 @@ def _unembedding_sum_during_embedding(
 
 
 def _keeps_unembedding_tied(
-    planned: list[PlannedWeight], source: TensorSource, cfg: HookedTransformerConfig, steps: _Steps
+    planned: list[PlannedWeight],
+    source: TensorSource,
+    cfg: HookedTransformerConfig,
+    steps: processing_steps.Steps,
 ) -> bool:
     """True when W_U is W_E^T in the checkpoint and no processing step makes them differ:
     then the model stores the matrix once."""
@@ -412,16 +408,6 @@ def _pieces(
     for layer in sorted(by_layer):
         yield [layer], False, by_layer[layer]
     yield [], True, unembed
-
-
-def _vocabulary_kept_by(steps: _Steps) -> set[str]:
-    """The vocabulary matrices whose values these processing steps leave as they are."""
-    kept = set()
-    if not steps["center_writing_weights"]:
-        kept.add("embed.W_E")
-    if not (steps["fold_ln"] or steps["center_unembed"]):
-        kept.add("unembed.W_U")
-    return kept
 
 
 def _copy_into(
@@ -468,42 +454,6 @@ def _for_processing(tensors: dict[str, Tensor], flags: ProcessingFlags) -> dict[
 def _processing_cfg(model: HookedTransformer) -> HookedTransformerConfig:
     """The config the processing reads: the model's, before its norms are switched."""
     return copy.copy(model.cfg)
-
-
-class _Steps(TypedDict):
-    fold_ln: bool
-    center_writing_weights: bool
-    center_unembed: bool
-    fold_value_biases: bool
-    refactor_factored_attn_matrices: bool
-
-
-def _step_flags(cfg: HookedTransformerConfig, flags: ProcessingFlags) -> _Steps:
-    """Per-step switches, with the inexact steps turned off once, with one warning each."""
-    center_writing = flags.center_writing_weights
-    if center_writing and (cfg.normalization_type not in ("LN", "LNPre") or cfg.final_rms):
-        warnings.warn(
-            "center_writing_weights skipped: it is exact only for LayerNorm models without "
-            f"final_rms (normalization_type={cfg.normalization_type!r}, final_rms={cfg.final_rms})",
-            stacklevel=4,
-        )
-        center_writing = False
-    center_unembed = flags.center_unembed
-    if center_unembed and cfg.output_logits_soft_cap > 0:
-        warnings.warn(
-            "center_unembed skipped: the logits are soft-capped "
-            f"(output_logits_soft_cap={cfg.output_logits_soft_cap}), so shifting them would "
-            "change the probabilities",
-            stacklevel=4,
-        )
-        center_unembed = False
-    return _Steps(
-        fold_ln=flags.fold_ln,
-        center_writing_weights=center_writing,
-        center_unembed=center_unembed,
-        fold_value_biases=flags.fold_value_biases,
-        refactor_factored_attn_matrices=flags.refactor_factored_attn_matrices,
-    )
 
 
 def _switch_to_folded_norms(model: HookedTransformer) -> None:
