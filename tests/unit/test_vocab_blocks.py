@@ -27,25 +27,26 @@ def quiet_and_no_grad():
         yield
 
 
-def gemma_checkpoint(path):
-    from transformers import GemmaForCausalLM
-
+def saved_random_model(path, model_class, config):
+    """A random HF model of this class and config (norms randomized too), saved at path."""
     torch.manual_seed(0)
-    model = GemmaForCausalLM(tiny_gemma_config(vocab_size=VOCAB)).eval()
+    model = model_class(config).eval()
     randomize_norms(model)
     model.save_pretrained(path)
     return path
+
+
+def gemma_checkpoint(path):
+    from transformers import GemmaForCausalLM
+
+    return saved_random_model(path, GemmaForCausalLM, tiny_gemma_config(vocab_size=VOCAB))
 
 
 def gpt2_checkpoint(path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(0)
     config = GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64)
-    model = GPT2LMHeadModel(config).eval()
-    randomize_norms(model)
-    model.save_pretrained(path)
-    return path
+    return saved_random_model(path, GPT2LMHeadModel, config)
 
 
 def load(path, processed: bool, block_rows: int | None, monkeypatch) -> HookedTransformer:
@@ -98,12 +99,8 @@ def test_many_vocabulary_blocks_give_the_weights_of_one(
 def gemma_untied_checkpoint(path):
     from transformers import GemmaForCausalLM
 
-    torch.manual_seed(0)
     config = tiny_gemma_config(vocab_size=VOCAB, tie_word_embeddings=False)
-    model = GemmaForCausalLM(config).eval()
-    randomize_norms(model)
-    model.save_pretrained(path)
-    return path
+    return saved_random_model(path, GemmaForCausalLM, config)
 
 
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
@@ -189,7 +186,6 @@ def test_vocab_sum_refuses_rows_that_are_not_a_block_and_a_mean_with_blocks_miss
 def llama_checkpoint(path, tied: bool):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=VOCAB,
         hidden_size=64,
@@ -199,10 +195,7 @@ def llama_checkpoint(path, tied: bool):
         num_key_value_heads=2,
         tie_word_embeddings=tied,
     )
-    model = LlamaForCausalLM(config).eval()
-    randomize_norms(model)
-    model.save_pretrained(path)
-    return path
+    return saved_random_model(path, LlamaForCausalLM, config)
 
 
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])

@@ -138,26 +138,33 @@ class _StreamingLoader:
         """
         steps = processing_steps.Steps(**self.steps)
         steps["center_unembed"] = center_unembed and self.steps["center_unembed"]
-        if buffers is None or not self.flags.any():
-            inputs = _for_processing(tensors, self.flags)
+        with contextlib.ExitStack() as modes:
+            if buffers is None or not self.flags.any():
+                inputs = _for_processing(tensors, self.flags)
+            else:
+                inputs = tensors
+                self._enter_buffer_modes(modes, tensors, buffers)
             processed = weight_processing.process_weights(
                 inputs, self.cfg, layers=layers, unembed=unembed, **steps
             )
-            return processed, {k for k, v in processed.items() if inputs.get(k) is v}
+        return processed, {k for k, v in processed.items() if inputs.get(k) is v}
+
+    def _enter_buffer_modes(
+        self,
+        modes: contextlib.ExitStack,
+        tensors: dict[str, Tensor],
+        buffers: reused_buffers.Float32Buffers,
+    ) -> None:
+        """Float32 copies, made in `buffers`, of only what processing uses; and the folded
+        matrices in `buffers` too when the parameters are not float32 (the results are
+        rounded into them anyway; float32 parameters adopt processing's new tensors)."""
         not_float32 = [
             v for v in tensors.values() if v.is_floating_point() and v.dtype != torch.float32
         ]
-        # float32 parameters adopt processing's new tensors: no buffer, no copy
-        rounded = any(self.targets[k].dtype != torch.float32 for k in tensors if k in self.targets)
-        with contextlib.ExitStack() as modes:
-            if not_float32:
-                modes.enter_context(reused_buffers.Float32OnUse(not_float32, buffers.float32))
-            if rounded:
-                modes.enter_context(weight_processing.folded_weights_in(buffers.empty_like))
-            processed = weight_processing.process_weights(
-                tensors, self.cfg, layers=layers, unembed=unembed, **steps
-            )
-        return processed, {k for k, v in processed.items() if tensors.get(k) is v}
+        if not_float32:
+            modes.enter_context(reused_buffers.Float32OnUse(not_float32, buffers.float32))
+        if any(self.targets[k].dtype != torch.float32 for k in tensors if k in self.targets):
+            modes.enter_context(weight_processing.folded_weights_in(buffers.empty_like))
 
     def load_piece(self, piece: list[PlannedWeight], layers: list[int], unembed: bool) -> None:
         if not self.processes:
@@ -183,9 +190,10 @@ class _StreamingLoader:
                 {**whole, **stand_ins}, layers, unembed, center_unembed=True, buffers=self.buffers
             )
             if by_blocks:
-                rest.update({k: whole[k] for k in stand_ins})  # the biases, as they were
                 for key in by_blocks:
                     del rest[key]
+                # the biases (stand-ins too): an RMSNorm fold leaves them as they were
+                rest.update({k: whole[k] for k in stand_ins if k not in by_blocks})
                 unchanged -= set(by_blocks)
                 mlp_blocks.fold_into(self.targets, whole, by_blocks, layers[0])
                 self.loaded.update(by_blocks)
