@@ -34,6 +34,7 @@ from transformer_lens.components._layout import (
     linear_weight_from_heads,
     linear_weight_to_model,
 )
+from transformer_lens.components._linear import linear
 from transformer_lens.components.rms_norm import RMSNorm
 from transformer_lens.components.rotary import apply_rotary, rotary_tables
 from transformer_lens.FactoredMatrix import FactoredMatrix
@@ -299,7 +300,7 @@ class Attention(nn.Module):
         used_bias = unless_zero(bias)
         if x.ndim == 3:
             flat_bias = None if used_bias is None else used_bias.reshape(-1)
-            projected = F.linear(x, linear_weight_from_heads(weight), flat_bias)
+            projected = linear(x, linear_weight_from_heads(weight), flat_bias)
             return projected.unflatten(-1, (heads, d_head))
         batch, pos, input_heads, d_model = x.shape
         # Each weight head serves `repeat` consecutive input heads (ungrouped K/V inputs).
@@ -383,4 +384,4 @@ class Attention(nn.Module):
             result = self.hook_result(torch.einsum("bphe,hed->bphd", z, self.W_O))
             return result.sum(dim=2) + self.b_O
         flat = z.reshape(z.shape[0], z.shape[1], -1)
-        return F.linear(flat, linear_weight_to_model(self.W_O), unless_zero(self.b_O))
+        return linear(flat, linear_weight_to_model(self.W_O), unless_zero(self.b_O))

@@ -1,12 +1,12 @@
 """Unembedding: residual [batch, pos, d_model] -> logits [batch, pos, d_vocab_out]."""
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from transformer_lens.components._bias import unless_zero
 from transformer_lens.components._layout import matrix_parameter
+from transformer_lens.components._linear import linear
 from transformer_lens.components.embed import Embed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
@@ -35,7 +35,7 @@ class Unembed(nn.Module):
         self, residual: Float[Tensor, "batch pos d_model"]
     ) -> Float[Tensor, "batch pos d_vocab_out"]:
         """Logits residual @ W_U + b_U: [batch, pos, d_model] -> [batch, pos, d_vocab_out]."""
-        return F.linear(residual, self.W_U.T, unless_zero(self.b_U))
+        return linear(residual, self.W_U.T, unless_zero(self.b_U))
 
     # Tied embeddings (GPT-2, Llama-3.2, small Qwen2): W_U can be the transpose of W_E's own
     # storage, so an unprocessed model holds the matrix once, as Hugging Face does. Anything

@@ -1,12 +1,12 @@
 """The gated MLP: post = act(x @ W_gate) * (x @ W_in) + b_in; out = post @ W_out + b_out."""
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from transformer_lens.components._bias import unless_zero
 from transformer_lens.components._layout import matrix_parameter
+from transformer_lens.components._linear import linear
 from transformer_lens.components.mlps.activation import resolve_activation
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
@@ -33,9 +33,9 @@ class GatedMLP(nn.Module):
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
         """(act(x @ W_gate) * (x @ W_in) + b_in) @ W_out + b_out, [batch, pos, d_model] ->
         same shape."""
-        pre = self.hook_pre(F.linear(x, self.W_gate.T))
-        pre_linear = self.hook_pre_linear(F.linear(x, self.W_in.T))
+        pre = self.hook_pre(linear(x, self.W_gate.T))
+        pre_linear = self.hook_pre_linear(linear(x, self.W_in.T))
         post = self.act_fn(pre) * pre_linear
         b_in = unless_zero(self.b_in)
         post = self.hook_post(post if b_in is None else post + b_in)
-        return F.linear(post, self.W_out.T, unless_zero(self.b_out))
+        return linear(post, self.W_out.T, unless_zero(self.b_out))
