@@ -1,15 +1,15 @@
 """`F.linear` that keeps every CPU core busy when the input has few rows.
 
 For a float32 input of a few rows (a decoding step, a short prompt) torch's CPU `F.linear`
-runs one BLAS call whose threads share the work badly: the matrix-vector product of one
-token reads the weight at one core's memory bandwidth. Splitting the weight's output
-features into one block per thread and running the blocks as a batched matmul (`bmm`
-runs its batch items in parallel, each as a single-threaded product) reads the weight on
-every core at once. Measured on the 2-core development machine (BENCHMARKS.md): 1.4-2.4x
-faster for one row, 1.1-1.5x up to 128 rows, 1.0-1.07x at 512 (level or worse beyond),
-so the split stops at `MAX_SPLIT_ROWS`. For more than one row the output is written once more (a copy
-the size of the output, freed at once). bfloat16/float16 go through oneDNN, which already
-uses every core, and CUDA is left to cuBLAS.
+is one BLAS call that reads the weight at about one core's memory bandwidth (for one row,
+two threads take as long as one). Splitting the weight's output features into one block
+per thread and running the blocks as a batched matmul (`bmm` runs its batch items in
+parallel, each a single-threaded product) reads the weight on every core at once.
+Measured on the 2-core development machine (`benchmarks/few_rows.py`, BENCHMARKS.md):
+1.4-1.7x faster for one row, 1.1-1.15x at 128 rows, level at 512, so the split stops at
+`MAX_SPLIT_ROWS`. For more than one row the output is written once more (a copy the size
+of the output, freed at once). bfloat16/float16 go through oneDNN, which already uses
+every core, and CUDA is left to cuBLAS.
 
 Each output element is still one dot product of the same row and column; only the
 summation order inside the kernel may differ (float32 rounding, ~1e-7 relative).
