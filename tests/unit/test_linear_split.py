@@ -12,6 +12,13 @@ from tests.helpers import pretrained_loader
 from transformer_lens.components import _linear
 from transformer_lens.components._linear import linear
 
+pytestmark = [
+    # Expected when the tiny Gemma loads under an official name, offline.
+    pytest.mark.filterwarnings("ignore:hf_model's config differs from the official:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Could not load a tokenizer:UserWarning"),
+    pytest.mark.filterwarnings("ignore:center_writing_weights skipped:UserWarning"),
+]
+
 # Products of at most 48 terms of magnitude ~1: float32 summation-order differences stay
 # below 1e-5, while a wrong block (a shifted or swapped column) is off by ~1.
 ATOL = 1e-5
@@ -140,13 +147,6 @@ def test_gradients_equal_F_linear_gradients(bmm_calls, rows):
 
 
 # ----- a whole model with every projection split ---------------------------------------------
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:hf_model's config differs from the official:UserWarning"),
-    pytest.mark.filterwarnings("ignore:Could not load a tokenizer:UserWarning"),
-    pytest.mark.filterwarnings("ignore:center_writing_weights skipped:UserWarning"),
-]
-
-
 @pytest.mark.usefixtures("split_small_weights", "threads")
 @pytest.mark.parametrize("processed", [False, True], ids=["raw", "processed"])
 def test_gemma_with_every_projection_split_matches_hugging_face(
