@@ -27,13 +27,14 @@ D_IN = 48
 
 @pytest.fixture
 def bmm_calls(monkeypatch) -> list[int]:
-    """Counts torch.bmm calls (the split's only product); restored after the test."""
+    """The batch size of each torch.bmm call (the split's only product: one batch item per
+    block); restored after the test."""
     calls: list[int] = []
     original = torch.bmm
 
-    def counting_bmm(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
+    def counting_bmm(left, *args, **kwargs):
+        calls.append(left.shape[0])
+        return original(left, *args, **kwargs)
 
     monkeypatch.setattr(torch, "bmm", counting_bmm)
     return calls
@@ -49,7 +50,7 @@ def threads() -> Iterator[None]:
 @pytest.fixture
 def split_small_weights(monkeypatch):
     """Split even the tiny weights the tests use."""
-    monkeypatch.setattr(_linear, "MIN_SPLIT_ELEMENTS", 0)
+    monkeypatch.setattr(_linear, "MIN_BLOCK_ELEMENTS", 1)
 
 
 def make_weight(d_out: int, layout: str, dtype=torch.float32) -> torch.Tensor:
@@ -72,7 +73,7 @@ def test_split_equals_the_float64_product(bmm_calls, layout, leading, n_threads,
     x = torch.randn(*leading, D_IN, generator=torch.Generator().manual_seed(1))
     bias = torch.randn(d_out) if with_bias else None
     out = linear(x, weight, bias)
-    assert bmm_calls, "the split did not run"
+    assert bmm_calls == [n_threads], "one block per thread"
     reference = F.linear(x.double(), weight.double(), None if bias is None else bias.double())
     assert out.shape == (*leading, d_out)
     assert out.dtype == torch.float32 and out.is_contiguous()
@@ -97,8 +98,8 @@ def test_falls_back_to_F_linear_where_the_split_was_not_measured_to_pay(
     torch.set_num_threads(2)
     rows, d_out, dtype = 3, 64, torch.float32
     weight = make_weight(d_out, "hf")
-    if case != "small_weight":
-        monkeypatch.setattr(_linear, "MIN_SPLIT_ELEMENTS", 0)
+    if case != "small_weight":  # else the default: 3072 elements, under two blocks' worth
+        monkeypatch.setattr(_linear, "MIN_BLOCK_ELEMENTS", 1)
     if case == "bfloat16":
         dtype = torch.bfloat16
         weight = weight.to(dtype)
@@ -114,6 +115,26 @@ def test_falls_back_to_F_linear_where_the_split_was_not_measured_to_pay(
     out = linear(x, weight)
     assert not bmm_calls
     assert torch.equal(out, F.linear(x, weight))
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize(
+    "n_threads, min_block, d_out, blocks",
+    [(4, 64 * D_IN // 2, 64, 2), (4, 64 * D_IN // 3, 64, 3), (16, 1, 20, 10)],
+)
+def test_blocks_are_never_smaller_than_min_block_elements_or_two_outputs(
+    bmm_calls, monkeypatch, n_threads, min_block, d_out, blocks
+):
+    # Many threads on a narrow weight: fewer, larger blocks instead of one per thread.
+    torch.set_num_threads(n_threads)
+    monkeypatch.setattr(_linear, "MIN_BLOCK_ELEMENTS", min_block)
+    weight = make_weight(d_out, "hf")
+    x = torch.randn(2, D_IN)
+    out = linear(x, weight)
+    assert bmm_calls == [blocks]
+    torch.testing.assert_close(
+        out.double(), F.linear(x.double(), weight.double()), atol=ATOL, rtol=0
+    )
 
 
 @pytest.mark.usefixtures("split_small_weights", "threads")

@@ -21,9 +21,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 MAX_SPLIT_ROWS = 256
-# Below this many weight elements a product takes microseconds and the split's own
-# overhead (a few tensor views, one bmm dispatch) would be most of it.
-MIN_SPLIT_ELEMENTS = 1 << 18
+# Each block holds at least this many weight elements (512 KiB in float32): smaller, a
+# block's product takes microseconds and the split's own overhead (a few views, one bmm
+# dispatch) would be most of it. On 2 threads: weights of 2^18 elements and up are split.
+MIN_BLOCK_ELEMENTS = 1 << 17
 
 
 def linear(
@@ -55,11 +56,10 @@ def linear(
 
 
 def _thread_blocks(x: Tensor, weight: Tensor, bias: Tensor | None) -> int:
-    """How many blocks to split the weight into: the thread count where the split pays,
-    else 1 (plain F.linear)."""
+    """How many blocks to split the weight into; under 2 means plain F.linear."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return 1
-    if weight.ndim != 2 or x.ndim == 0 or weight.numel() < MIN_SPLIT_ELEMENTS:
+    if weight.ndim != 2 or x.ndim == 0:
         return 1
     if x.shape[-1] != weight.shape[1] or (bias is not None and bias.shape != weight.shape[:1]):
         return 1  # F.linear raises its own error (or broadcasts the bias as it always has)
@@ -69,5 +69,7 @@ def _thread_blocks(x: Tensor, weight: Tensor, bias: Tensor | None) -> int:
     # contiguous); anything else stays with F.linear.
     if weight.stride(1) != 1 and weight.stride(0) != 1:
         return 1
-    threads = torch.get_num_threads()
-    return threads if weight.shape[0] >= 2 * threads else 1
+    # One block per thread, fewer where blocks would be small (many threads, a narrow
+    # weight) or would have fewer than two output features each.
+    by_size = weight.numel() // max(MIN_BLOCK_ELEMENTS, 1)
+    return min(torch.get_num_threads(), by_size, weight.shape[0] // 2)
