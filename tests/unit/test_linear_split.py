@@ -138,6 +138,14 @@ def test_blocks_are_never_smaller_than_min_block_elements_or_two_outputs(
 
 
 @pytest.mark.usefixtures("split_small_weights", "threads")
+def test_a_bias_of_another_dtype_raises_as_in_F_linear(bmm_calls):
+    torch.set_num_threads(2)
+    with pytest.raises(RuntimeError):
+        linear(torch.randn(1, D_IN), make_weight(64, "hf"), torch.zeros(64, dtype=torch.float64))
+    assert not bmm_calls
+
+
+@pytest.mark.usefixtures("split_small_weights", "threads")
 def test_an_input_of_the_wrong_width_raises_instead_of_being_reshaped():
     # 96 values would reshape into two rows of 48: the width check must come first. Called
     # past jaxtyping's shape check (on in this test run) to reach our own.

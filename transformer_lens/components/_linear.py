@@ -61,7 +61,9 @@ def _thread_blocks(x: Tensor, weight: Tensor, bias: Tensor | None) -> int:
         return 1
     if weight.ndim != 2 or x.ndim == 0:
         return 1
-    if x.shape[-1] != weight.shape[1] or (bias is not None and bias.shape != weight.shape[:1]):
+    if x.shape[-1] != weight.shape[1] or (
+        bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != weight.dtype)
+    ):
         return 1  # F.linear raises its own error (or broadcasts the bias as it always has)
     if x.numel() > MAX_SPLIT_ROWS * x.shape[-1] or x.numel() == 0:
         return 1
