@@ -12,12 +12,10 @@ Run: python benchmarks/few_rows.py [--rounds 7] [--threads N]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from speed import interleaved  # benchmarks/speed.py, beside this script
 
 from transformer_lens.components import _linear
 
@@ -33,19 +31,12 @@ ROWS = [1, 8, 32, 128, 512]
 
 def median_ms(x: torch.Tensor, weight: torch.Tensor, rounds: int) -> dict[str, float]:
     """Median milliseconds of F.linear and of the split, interleaved after one warm-up."""
-    fns: dict[str, Callable[[], torch.Tensor]] = {
-        "plain": lambda: F.linear(x, weight),
-        "split": lambda: _linear.linear(x, weight),
-    }
-    for fn in fns.values():
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
+    seconds = interleaved(
+        {"plain": lambda: F.linear(x, weight), "split": lambda: _linear.linear(x, weight)},
+        rounds,
+        "cpu",
+    )
+    return {name: value * 1e3 for name, value in seconds.items()}
 
 
 def main() -> None:

@@ -30,3 +30,11 @@ def tiny_gemma_factory():
         return models[key]
 
     return make
+
+
+@pytest.fixture
+def torch_threads():
+    """Restores torch's thread count, whatever a test sets it to."""
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)

@@ -13,14 +13,6 @@ from transformer_lens import HookedTransformer
 from transformer_lens.pretrained import block_threads, vocab_chunks
 
 
-@pytest.fixture
-def torch_threads():
-    """Restores torch's thread count, whatever a test sets it to."""
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize(("length", "count"), [(10, 3), (7, 7), (3, 8), (1, 2), (500, 2)])
 def test_shares_are_contiguous_cover_everything_and_are_near_equal(length, count):
     items = list(range(length))

@@ -2,8 +2,6 @@
 of few rows. Same values as F.linear up to float32 summation order, the same errors, and
 plain F.linear wherever the split was not measured to pay."""
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -41,13 +39,6 @@ def bmm_calls(monkeypatch) -> list[int]:
 
 
 @pytest.fixture
-def threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def split_small_weights(monkeypatch):
     """Split even the tiny weights the tests use."""
     monkeypatch.setattr(_linear, "MIN_BLOCK_ELEMENTS", 1)
@@ -62,7 +53,7 @@ def make_weight(d_out: int, layout: str, dtype=torch.float32) -> torch.Tensor:
     return torch.randn(D_IN, d_out, generator=generator, dtype=dtype).T
 
 
-@pytest.mark.usefixtures("split_small_weights", "threads")
+@pytest.mark.usefixtures("split_small_weights", "torch_threads")
 @pytest.mark.parametrize("layout", ["hf", "row_major"])
 @pytest.mark.parametrize("leading", [(1,), (1, 1), (5,), (2, 3), (64,), (2, 65)])
 @pytest.mark.parametrize("n_threads, d_out", [(2, 64), (2, 37), (3, 64), (4, 30)])
@@ -80,7 +71,7 @@ def test_split_equals_the_float64_product(bmm_calls, layout, leading, n_threads,
     torch.testing.assert_close(out.double(), reference, atol=ATOL, rtol=0)
 
 
-@pytest.mark.usefixtures("threads")
+@pytest.mark.usefixtures("torch_threads")
 @pytest.mark.parametrize(
     "case",
     [
@@ -117,7 +108,7 @@ def test_falls_back_to_F_linear_where_the_split_was_not_measured_to_pay(
     assert torch.equal(out, F.linear(x, weight))
 
 
-@pytest.mark.usefixtures("threads")
+@pytest.mark.usefixtures("torch_threads")
 @pytest.mark.parametrize(
     "n_threads, min_block, d_out, blocks",
     [(4, 64 * D_IN // 2, 64, 2), (4, 64 * D_IN // 3, 64, 3), (16, 1, 20, 10)],
@@ -137,7 +128,7 @@ def test_blocks_are_never_smaller_than_min_block_elements_or_two_outputs(
     )
 
 
-@pytest.mark.usefixtures("split_small_weights", "threads")
+@pytest.mark.usefixtures("split_small_weights", "torch_threads")
 def test_a_bias_of_another_dtype_raises_as_in_F_linear(bmm_calls):
     torch.set_num_threads(2)
     with pytest.raises(RuntimeError):
@@ -145,7 +136,7 @@ def test_a_bias_of_another_dtype_raises_as_in_F_linear(bmm_calls):
     assert not bmm_calls
 
 
-@pytest.mark.usefixtures("split_small_weights", "threads")
+@pytest.mark.usefixtures("split_small_weights", "torch_threads")
 def test_an_input_of_the_wrong_width_raises_instead_of_being_reshaped():
     # 96 values would reshape into two rows of 48: the width check must come first. Called
     # past jaxtyping's shape check (on in this test run) to reach our own.
@@ -154,7 +145,7 @@ def test_an_input_of_the_wrong_width_raises_instead_of_being_reshaped():
         getattr(linear, "__wrapped__", linear)(torch.randn(1, 2 * D_IN), make_weight(64, "hf"))
 
 
-@pytest.mark.usefixtures("split_small_weights", "threads")
+@pytest.mark.usefixtures("split_small_weights", "torch_threads")
 @pytest.mark.parametrize("rows", [1, 70])
 def test_gradients_equal_F_linear_gradients(bmm_calls, rows):
     torch.set_num_threads(2)
@@ -176,7 +167,7 @@ def test_gradients_equal_F_linear_gradients(bmm_calls, rows):
 
 
 # ----- a whole model with every projection split ---------------------------------------------
-@pytest.mark.usefixtures("split_small_weights", "threads")
+@pytest.mark.usefixtures("split_small_weights", "torch_threads")
 @pytest.mark.parametrize("processed", [False, True], ids=["raw", "processed"])
 def test_gemma_with_every_projection_split_matches_hugging_face(
     tiny_gemma_factory, bmm_calls, processed
