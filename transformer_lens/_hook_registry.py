@@ -32,30 +32,19 @@ _MAX_SUGGESTIONS = 5
 
 
 @dataclass
-class HookEntry:
-    """One hook added through `HookPoint.add_hook`, with what `remove_hooks` selects on."""
+class LensHandle:
+    """One hook added through `HookPoint.add_hook`: torch's handle, and what `remove_hooks`
+    selects on (classic TransformerLens's name and fields)."""
 
-    direction: Direction
-    is_permanent: bool
-    level: int | None
-    handle: RemovableHandle | None = None
-    # Torch keeps calling a backward hook that was captured in an autograd graph even
-    # after its handle is removed; the backward adapter checks this flag so removal is final.
-    active: bool = True
+    hook: RemovableHandle
+    is_permanent: bool = False
+    context_level: int | None = None
 
-    def matches(
-        self, direction: DirectionOrBoth, including_permanent: bool, level: int | None
-    ) -> bool:
-        return (
-            direction in ("both", self.direction)
-            and (including_permanent or not self.is_permanent)
-            and (level is None or level == self.level)
+    def matches(self, including_permanent: bool, level: int | None) -> bool:
+        """Whether `remove_hooks(including_permanent=..., level=...)` removes this hook."""
+        return (including_permanent or not self.is_permanent) and (
+            level is None or level == self.context_level
         )
-
-    def remove(self) -> None:
-        self.active = False
-        if self.handle is not None:
-            self.handle.remove()
 
 
 def function_name(fn: Callable[..., Any]) -> str:

@@ -6,7 +6,7 @@ returns, and remembers which hooks are permanent and which `hooks()` context add
 and runs the model with hooks or with an activation cache.
 """
 
-import warnings
+import logging
 from collections.abc import Callable, Iterator, Sequence, ValuesView
 from contextlib import contextmanager
 from typing import Any
@@ -15,11 +15,12 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Self
 
+from transformer_lens._errors import ClassicAssertionError
 from transformer_lens._hook_registry import (
     Direction,
     DirectionOrBoth,
-    HookEntry,
     HookFunction,
+    LensHandle,
     PosIndex,
     PosSlice,
     _pos_slice_to_index,
@@ -29,11 +30,20 @@ from transformer_lens._hook_registry import (
     unknown_hook_message,
 )
 
-__all__ = ["HookFunction", "HookPoint", "HookedRootModule", "PosSlice"]
+__all__ = [
+    "DeviceType",
+    "HookFunction",
+    "HookPoint",
+    "HookedRootModule",
+    "LensHandle",
+    "NamesFilter",
+    "PosSlice",
+]
 
 NameOrFilter = str | Callable[[str], bool]
 HookSpec = tuple[NameOrFilter, HookFunction]
 NamesFilter = str | Sequence[str] | Callable[[str], bool] | None
+DeviceType = torch.device | None
 
 
 class HookPoint(nn.Module):
@@ -52,7 +62,9 @@ class HookPoint(nn.Module):
         self.copy_before_hooks = copy_before_hooks
         self.name: str | None = None
         self.ctx: dict[Any, Any] = {}
-        self._entries: list[HookEntry] = []
+        # Classic's bookkeeping: one LensHandle per hook, in the order the hooks run.
+        self.fwd_hooks: list[LensHandle] = []
+        self.bwd_hooks: list[LensHandle] = []
 
     def forward(self, x: Tensor) -> Tensor:
         """Return `x` unchanged (a contiguous copy when `copy_before_hooks` and a forward hook
@@ -75,17 +87,29 @@ class HookPoint(nn.Module):
         level: int | None = None,
         prepend: bool = False,
     ) -> None:
-        """Attach `hook(tensor, hook=self)`; a returned tensor replaces the activation or gradient."""
-        entry = HookEntry(direction=dir, is_permanent=is_permanent, level=level)
+        """Attach `hook(tensor, hook=self)`; a returned tensor replaces the activation or gradient.
+
+        A backward hook belongs to the forward passes run while it is attached: a
+        `backward()` through their outputs calls it even after it was removed (as in classic
+        TransformerLens, and as torch records module hooks), while later forwards never see it.
+        """
         if dir == "fwd":
-            forward_hook = self._forward_adapter(hook)
-            entry.handle = self.register_forward_hook(forward_hook, prepend=prepend)
+            handle = self.register_forward_hook(self._forward_adapter(hook), prepend=prepend)
+            handles = self.fwd_hooks
         elif dir == "bwd":
-            backward_hook = self._backward_adapter(hook, entry)
-            entry.handle = self.register_full_backward_hook(backward_hook, prepend=prepend)
+            handle = self.register_full_backward_hook(self._backward_adapter(hook), prepend=prepend)
+            handles = self.bwd_hooks
         else:
             raise ValueError(f"dir must be 'fwd' or 'bwd', got {dir!r}")
-        self._entries.append(entry)
+        lens_handle = LensHandle(handle, is_permanent, level)
+        if prepend:
+            handles.insert(0, lens_handle)
+        else:
+            handles.append(lens_handle)
+
+    def add_perma_hook(self, hook: HookFunction, dir: Direction = "fwd") -> None:
+        """Attach a permanent hook: `remove_hooks` keeps it unless `including_permanent`."""
+        self.add_hook(hook, dir=dir, is_permanent=True)
 
     def _forward_adapter(
         self, hook: HookFunction
@@ -100,7 +124,7 @@ class HookPoint(nn.Module):
         return run_forward_hook
 
     def _backward_adapter(
-        self, hook: HookFunction, entry: HookEntry
+        self, hook: HookFunction
     ) -> Callable[[nn.Module, Any, Any], tuple[Tensor, ...] | None]:
         def run_backward_hook(
             module: nn.Module, grad_input: Any, grad_output: Any
@@ -109,7 +133,7 @@ class HookPoint(nn.Module):
             # hooks' replacements through grad_input; for an identity module grad_input is
             # therefore the gradient as edited so far.
             grad = grad_input[0] if grad_input[0] is not None else grad_output[0]
-            if not entry.active or grad is None:
+            if grad is None:
                 return None
             result = hook(grad, hook=self)
             self._check_hook_result(result, grad, hook, "gradient")
@@ -145,13 +169,10 @@ class HookPoint(nn.Module):
         """Remove the matching hooks; `level=None` matches every context level."""
         if dir not in ("fwd", "bwd", "both"):
             raise ValueError(f"dir must be 'fwd', 'bwd' or 'both', got {dir!r}")
-        kept = []
-        for entry in self._entries:
-            if entry.matches(dir, including_permanent, level):
-                entry.remove()
-            else:
-                kept.append(entry)
-        self._entries = kept
+        if dir in ("fwd", "both"):
+            self.fwd_hooks = _removed(self.fwd_hooks, including_permanent, level)
+        if dir in ("bwd", "both"):
+            self.bwd_hooks = _removed(self.bwd_hooks, including_permanent, level)
 
     def clear_context(self) -> None:
         """Empty `ctx`, the dict hook functions may use to keep state between calls."""
@@ -166,6 +187,19 @@ class HookPoint(nn.Module):
         raise ValueError(
             f"Hook point {self.name!r} has no layer: its name contains no 'blocks.<n>.'"
         )
+
+
+def _removed(
+    handles: list[LensHandle], including_permanent: bool, level: int | None
+) -> list[LensHandle]:
+    """Remove the matching hooks from torch; return the handles kept."""
+    kept = []
+    for handle in handles:
+        if handle.matches(including_permanent, level):
+            handle.hook.remove()
+        else:
+            kept.append(handle)
+    return kept
 
 
 class HookedRootModule(nn.Module):
@@ -201,7 +235,8 @@ class HookedRootModule(nn.Module):
             raise ValueError(unknown_hook_message(name, self.hook_dict))
         reason = self._hook_unavailable_reason(name)
         if reason is not None:
-            raise ValueError(reason)
+            # Classic asserted the flag a hook needs; keep that type beside ValueError.
+            raise ClassicAssertionError(reason)
 
     def _matching_hook_names(self, name_or_filter: NameOrFilter) -> list[str]:
         """An explicit name is checked; a filter silently skips hook points that cannot fire."""
@@ -225,9 +260,44 @@ class HookedRootModule(nn.Module):
     ) -> None:
         """Add `hook` to the hook point `name`, or to every hook point whose name passes the filter."""
         for hook_name in self._matching_hook_names(name):
-            self.hook_dict[hook_name].add_hook(
-                hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend
+            self.check_and_add_hook(
+                self.hook_dict[hook_name],
+                hook_name,
+                hook,
+                dir=dir,
+                is_permanent=is_permanent,
+                level=level,
+                prepend=prepend,
             )
+
+    def check_and_add_hook(
+        self,
+        hook_point: HookPoint,
+        hook_point_name: str,
+        hook: HookFunction,
+        dir: Direction = "fwd",
+        is_permanent: bool = False,
+        level: int | None = None,
+        prepend: bool = False,
+    ) -> None:
+        """Run `check_hooks_to_add`, then attach the hook: every hook added by name or filter
+        passes through here, so a subclass can veto or log hooks in one place."""
+        self.check_hooks_to_add(
+            hook_point, hook_point_name, hook, dir=dir, is_permanent=is_permanent, prepend=prepend
+        )
+        hook_point.add_hook(hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend)
+
+    def check_hooks_to_add(
+        self,
+        hook_point: HookPoint,
+        hook_point_name: str,
+        hook: HookFunction,
+        dir: Direction = "fwd",
+        is_permanent: bool = False,
+        prepend: bool = False,
+    ) -> None:
+        """Override to refuse a hook (raise) before it is attached; accepts every hook here.
+        Hook names and the flags they need are checked before this is called."""
 
     def add_perma_hook(
         self, name: NameOrFilter, hook: HookFunction, dir: Direction = "fwd"
@@ -305,14 +375,10 @@ class HookedRootModule(nn.Module):
         clear_contexts: bool = False,
         **model_kwargs: Any,
     ) -> Any:
-        """Run `self(*model_args, **model_kwargs)` with the given `(name or filter, hook)` pairs."""
-        if len(bwd_hooks) > 0 and reset_hooks_end:
-            warnings.warn(
-                "run_with_hooks removes its hooks when it returns, so these backward hooks will "
-                "not fire on a later backward(); call backward() inside `with model.hooks(...)` "
-                "or pass reset_hooks_end=False",
-                stacklevel=2,
-            )
+        """Run `self(*model_args, **model_kwargs)` with the given `(name or filter, hook)` pairs.
+
+        The hooks are removed when it returns (unless reset_hooks_end is False); backward
+        hooks still run for a later `backward()` through this run's output."""
         with self.hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts) as hooked:
             return hooked(*model_args, **model_kwargs)
 
@@ -371,6 +437,31 @@ class HookedRootModule(nn.Module):
         self._add_hook_specs(fwd_hooks, bwd_hooks, level=None)
         self.is_caching = True
         return cache
+
+    def cache_all(
+        self,
+        cache: dict[str, Tensor] | None,
+        incl_bwd: bool = False,
+        device: DeviceType = None,
+        remove_batch_dim: bool = False,
+    ) -> dict[str, Tensor]:
+        """Deprecated classic name: `add_caching_hooks` on every hook point, filling `cache`."""
+        logging.warning("cache_all is deprecated; use run_with_cache or add_caching_hooks")
+        return self.add_caching_hooks(
+            lambda name: True, incl_bwd, device, remove_batch_dim, cache=cache
+        )
+
+    def cache_some(
+        self,
+        cache: dict[str, Tensor] | None,
+        names: Callable[[str], bool],
+        incl_bwd: bool = False,
+        device: DeviceType = None,
+        remove_batch_dim: bool = False,
+    ) -> dict[str, Tensor]:
+        """Deprecated classic name: `add_caching_hooks` on the hook points `names` accepts."""
+        logging.warning("cache_some is deprecated; use run_with_cache or add_caching_hooks")
+        return self.add_caching_hooks(names, incl_bwd, device, remove_batch_dim, cache=cache)
 
     def run_with_cache(
         self,

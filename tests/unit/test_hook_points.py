@@ -191,17 +191,102 @@ def test_backward_hook_returning_wrong_shape_raises(model, x):
             model(x.requires_grad_(True), return_loss=True).backward()
 
 
-def test_backward_hook_does_not_fire_after_its_context_ends(model, x):
-    fired = []
-    with model.hooks(bwd_hooks=[(RESID_PRE, lambda grad, hook: fired.append(1))]):
+def test_backward_hook_fires_after_its_context_ends_with_the_autograd_gradient(model, x):
+    # circuit-tracer's pattern: hooks added in model.hooks(), backward() after the context
+    # closed. The hook belongs to that forward, so it must still see the true gradient.
+    seen, kept = [], {}
+    with model.hooks(
+        fwd_hooks=[(RESID_PRE, lambda t, hook: kept.setdefault("resid", t))],
+        bwd_hooks=[(RESID_PRE, lambda grad, hook: seen.append(grad.clone()))],
+    ):
+        loss = model(x.requires_grad_(True), return_loss=True)
+    (expected,) = torch.autograd.grad(loss, kept["resid"], retain_graph=True)
+    loss.backward()
+    assert len(seen) == 1
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(seen[0], expected, rtol=0, atol=0)
+
+
+def test_backward_hook_after_its_context_can_still_replace_the_gradient(model, x):
+    with model.hooks(bwd_hooks=[(RESID_PRE, lambda grad, hook: torch.zeros_like(grad))]):
         loss = model(x.requires_grad_(True), return_loss=True)
     loss.backward()
+    assert x.grad is not None and torch.count_nonzero(x.grad) == 0
+
+
+def test_backward_hook_never_fires_for_a_forward_after_its_context(model, x):
+    fired = []
+    with model.hooks(bwd_hooks=[(RESID_PRE, lambda grad, hook: fired.append(1))]):
+        pass
+    model(x.requires_grad_(True), return_loss=True).backward()
+    with model.hooks(bwd_hooks=[(RESID_PRE, lambda grad, hook: fired.append(2))]):
+        first = model(x, return_loss=True)
+    second = model(x, return_loss=True)
+    second.backward()
     assert fired == []
+    first.backward()
+    assert fired == [2]
 
 
-def test_run_with_hooks_warns_that_backward_hooks_are_removed(model, x):
-    with pytest.warns(UserWarning, match="backward hooks"):
-        model.run_with_hooks(x, bwd_hooks=[(RESID_PRE, lambda grad, hook: None)])
+def test_run_with_hooks_backward_hooks_fire_on_a_later_backward(model, x):
+    seen = []
+    loss = model.run_with_hooks(
+        x.requires_grad_(True),
+        return_loss=True,
+        bwd_hooks=[("blocks.1.hook_resid_post", lambda grad, hook: seen.append(grad.clone()))],
+    )
+    assert attached_hook_count(model) == 0
+    loss.backward()
+    assert len(seen) == 1 and seen[0].abs().sum() > 0
+
+
+def test_hook_point_keeps_classic_handle_lists(model):
+    hook_point = model.hook_dict[RESID_PRE]
+    model.add_hook(RESID_PRE, zero_hook)
+    model.add_perma_hook(RESID_PRE, zero_hook, dir="bwd")
+    hook_point.add_perma_hook(zero_hook)
+    assert [h.is_permanent for h in hook_point.fwd_hooks] == [False, True]
+    assert [h.is_permanent for h in hook_point.bwd_hooks] == [True]
+    model.reset_hooks()
+    assert [h.is_permanent for h in hook_point.fwd_hooks] == [True]
+    assert len(hook_point.bwd_hooks) == 1
+    model.reset_hooks(including_permanent=True)
+    assert hook_point.fwd_hooks == [] and hook_point.bwd_hooks == []
+    assert attached_hook_count(model) == 0
+
+
+def test_check_hooks_to_add_sees_every_hook_and_can_refuse_it(x):
+    class Refusing(TinyModel):
+        def check_hooks_to_add(self, hook_point, hook_point_name, hook, dir="fwd", **kwargs):
+            seen.append((hook_point_name, dir, hook_point is self.hook_dict[hook_point_name]))
+            if hook_point_name.endswith("hook_q"):
+                raise RuntimeError("no hooks on q")
+
+    seen: list = []
+    model = Refusing()
+    model.add_hook(lambda name: name.endswith("resid_post"), zero_hook, dir="bwd")
+    assert seen == [
+        ("blocks.0.hook_resid_post", "bwd", True),
+        ("blocks.1.hook_resid_post", "bwd", True),
+    ]
+    with pytest.raises(RuntimeError, match="no hooks on q"):
+        model.run_with_hooks(x, fwd_hooks=[(HOOK_Q, zero_hook)])
+    model.reset_hooks()
+    assert attached_hook_count(model) == 0
+
+
+def test_cache_all_and_cache_some_fill_the_given_dict(model, x):
+    cache: dict = {}
+    model.cache_all(cache)
+    model(x, return_loss=True)
+    assert set(cache) == set(model.hook_dict)
+    model.reset_hooks()
+    some: dict = {}
+    model.cache_some(some, lambda name: name.endswith("hook_q"), remove_batch_dim=True)
+    model(x[:1])
+    model.reset_hooks()
+    assert set(some) == {"blocks.0.attn.hook_q", "blocks.1.attn.hook_q"}
+    assert some["blocks.0.attn.hook_q"].shape == (POS, N_HEADS, D_HEAD)
 
 
 def raise_in_hook(model, x):

@@ -1,0 +1,9 @@
+"""The exception type for bad input that classic TransformerLens rejected with `assert`."""
+
+
+class ClassicAssertionError(ValueError, AssertionError):
+    """Bad input, reported with a message that names the problem.
+
+    Classic TransformerLens raised AssertionError in these places; code written against it
+    catches AssertionError, code written against this fork catches ValueError, and both work.
+    """
