@@ -128,10 +128,11 @@ class HookedTransformerConfig:
     # by the weight in that dtype (HF LlamaRMSNorm). False: multiply in float32, then cast
     # (HF GemmaRMSNorm). Identical in float32; they differ in the last bit in bf16/fp16.
     rms_norm_cast_before_weight: bool = False
-    # Run attention through torch's fused scaled_dot_product_attention whenever no hook
-    # inside the attention (q, k, v, rot_q, rot_k, attn_scores, pattern, z, result) is
-    # active. False: always the eager path, which mirrors HF eager attention op for op.
-    use_fused_attention: bool = True
+    # Opt-in: run attention through torch's fused scaled_dot_product_attention whenever no
+    # hook inside the attention (q, k, v, rot_q, rot_k, attn_scores, pattern, z, result) is
+    # active. Off by default, so that forward, run_with_cache and run_with_hooks give the same
+    # bits (the eager path mirrors HF eager attention op for op; fused differs by ~1e-6).
+    use_fused_attention: bool = False
     # HF rope_type "linear": inverse frequencies divided by this factor.
     rotary_linear_scaling_factor: float | None = None
     extra_fields: dict[str, Any] = field(default_factory=dict)
