@@ -25,8 +25,10 @@ INTERNAL_HOOKS = ["hook_q", "hook_k", "hook_v", "hook_rot_q", "hook_rot_k", "hoo
 
 
 def build(**overrides) -> HookedTransformer:
+    """A model with the fused path opted in (the default is eager)."""
     fields = dict(n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_vocab=50)
-    fields.update(act_fn="silu", normalization_type="RMS", gated_mlp=True, seed=0, **overrides)
+    fields.update(act_fn="silu", normalization_type="RMS", gated_mlp=True, seed=0)
+    fields.update({"use_fused_attention": True, **overrides})
     return HookedTransformer(HookedTransformerConfig(**fields))
 
 
@@ -40,6 +42,20 @@ def eager_and_fused(model: HookedTransformer, *args, **kwargs):
 
 
 TOKENS = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(0))
+
+
+def test_eager_attention_is_the_default_so_hooks_never_change_the_bits():
+    model = build(**VARIANTS["gqa-rotary"], use_fused_attention=False)
+    assert (
+        HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=4, d_head=2).use_fused_attention
+        is False
+    )
+    plain = model(TOKENS)
+    _, cache = model.run_with_cache(TOKENS)
+    hooked = model.run_with_hooks(TOKENS, fwd_hooks=[(lambda name: True, lambda x, hook: x)])
+    cached_logits, _ = model.run_with_cache(TOKENS)
+    assert torch.equal(plain, hooked) and torch.equal(plain, cached_logits)
+    assert len(cache) > 0
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
