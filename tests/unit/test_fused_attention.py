@@ -46,10 +46,7 @@ TOKENS = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(0
 
 def test_eager_attention_is_the_default_so_hooks_never_change_the_bits():
     model = build(**VARIANTS["gqa-rotary"], use_fused_attention=False)
-    assert (
-        HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=4, d_head=2).use_fused_attention
-        is False
-    )
+    assert HookedTransformerConfig.__dataclass_fields__["use_fused_attention"].default is False
     plain = model(TOKENS)
     _, cache = model.run_with_cache(TOKENS)
     hooked = model.run_with_hooks(TOKENS, fwd_hooks=[(lambda name: True, lambda x, hook: x)])
