@@ -149,11 +149,45 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()
         self.hook_result = HookPoint()
         self._mask_cache: dict[tuple[int, int, str], Tensor] = {}
+        # Classic's buffers. IGNORE is the masked score; the [n_ctx, n_ctx] mask is only
+        # built when read (64 MB a layer at n_ctx 8192), and neither is in the state dict.
+        self.IGNORE: Tensor
+        self.register_buffer("IGNORE", torch.tensor(-torch.inf), persistent=False)
+        self._classic_mask: Tensor | None
+        self.register_buffer("_classic_mask", None, persistent=False)
         internal = [self.hook_q, self.hook_k, self.hook_v, self.hook_attn_scores, self.hook_pattern]
         internal += [self.hook_z, self.hook_result]
         if cfg.positional_embedding_type == "rotary":
             internal += [self.hook_rot_q, self.hook_rot_k]
         self._internal_hooks: tuple[HookPoint, ...] = tuple(internal)
+
+    @property
+    def mask(self) -> Bool[Tensor, "n_ctx n_ctx"]:
+        """Classic's mask buffer: [n_ctx, n_ctx], True where query position i may attend to
+        key position j (causal, banded for local layers, all True if bidirectional).
+
+        Assigning a new bool matrix changes what the forward masks with: queries at the last
+        query_pos of key_pos positions read its bottom-right [query_pos, key_pos] corner, as
+        in classic. Padding masks still apply on top."""
+        if self._classic_mask is None:
+            n_ctx = self.cfg.n_ctx
+            self._classic_mask = self._build_mask(n_ctx, n_ctx, self.IGNORE.device)[0, 0]
+        return self._classic_mask
+
+    @mask.setter
+    def mask(self, value: object) -> None:
+        if not isinstance(value, Tensor) or value.dtype != torch.bool or value.ndim != 2:
+            described = (
+                f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+                if isinstance(value, Tensor)
+                else type(value).__name__
+            )
+            raise ValueError(
+                f"attn.mask must be a 2-D bool tensor [query_pos, key_pos] (True = may attend); "
+                f"got {described}"
+            )
+        self._classic_mask = value
+        self._mask_cache.clear()
 
     # Names under which K/V are stored; GroupedQueryAttention uses the "_W_K" names.
     key_value_names = ("W_K", "b_K", "W_V", "b_V")
@@ -270,7 +304,9 @@ class Attention(nn.Module):
         causal = self.cfg.attention_dir == "causal"
         # Without padding or a window, a causal square needs only is_causal, and one query
         # (a decoding step) or bidirectional attention sees every key: no mask at all.
-        unmasked = key_padding_mask is None and self.attn_type != "local"
+        unmasked = (
+            key_padding_mask is None and self.attn_type != "local" and self._classic_mask is None
+        )
         is_causal = unmasked and causal and query_pos == key_pos and query_pos > 1
         mask = None
         if not unmasked or (causal and query_pos not in (1, key_pos)):
@@ -346,12 +382,24 @@ class Attention(nn.Module):
     def _allowed_keys(
         self, query_pos: int, key_pos: int, device: torch.device
     ) -> Bool[Tensor, "1 1 query_pos key_pos"]:
+        if self._classic_mask is not None:
+            return self._corner_of_classic_mask(self._classic_mask, query_pos, key_pos, device)
         cache_key = (query_pos, key_pos, str(device))
         if cache_key not in self._mask_cache:
             if len(self._mask_cache) >= 8:  # generation makes a new shape every step
                 self._mask_cache.clear()
             self._mask_cache[cache_key] = self._build_mask(query_pos, key_pos, device)
         return self._mask_cache[cache_key]
+
+    def _corner_of_classic_mask(
+        self, mask: Tensor, query_pos: int, key_pos: int, device: torch.device
+    ) -> Bool[Tensor, "1 1 query_pos key_pos"]:
+        if mask.shape[0] < query_pos or mask.shape[1] < key_pos:
+            raise ValueError(
+                f"attn.mask of layer {self.layer_id} has shape {tuple(mask.shape)}, too small "
+                f"for {query_pos} queries over {key_pos} keys"
+            )
+        return mask[mask.shape[0] - query_pos :, mask.shape[1] - key_pos :].to(device)[None, None]
 
     def _build_mask(self, query_pos: int, key_pos: int, device: torch.device) -> Tensor:
         # Queries are the last `query_pos` of `key_pos` positions (earlier ones are cached).
