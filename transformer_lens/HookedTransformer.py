@@ -4,7 +4,6 @@ hooks, caching and weight loading together. Model families live in `pretrained/`
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -14,32 +13,31 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from transformer_lens import utils
+from transformer_lens._devices import DevicesMixin
+from transformer_lens._embedding_methods import EmbeddingMethodsMixin
+from transformer_lens._hook_flags import HookFlagsMixin
 from transformer_lens._model_inputs import ModelInputs, prepare_inputs
 from transformer_lens._state_dict import check_and_complete_state_dict
+from transformer_lens._state_dict_steps import StateDictStepsMixin
 from transformer_lens._text_methods import TextMethodsMixin
+from transformer_lens._tokenizer_loading import load_tokenizer as _load_tokenizer
 from transformer_lens._weight_properties import WeightPropertiesMixin
-from transformer_lens.components.attention import check_attn_in_allowed
 from transformer_lens.components.embed import Embed
 from transformer_lens.components.norms import make_final_norm, make_norm
 from transformer_lens.components.pos_embed import PosEmbed
 from transformer_lens.components.transformer_block import TransformerBlock
 from transformer_lens.components.unembed import Unembed
 from transformer_lens.hook_points import HookedRootModule, HookPoint
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.HookedTransformerConfig import DTYPE_NAMES, HookedTransformerConfig
 from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCache
 
 Logits = Float[Tensor, "batch pos d_vocab_out"]
-
-# Hook names that fire only under a config flag: suffix -> (flag, how to turn it on).
-_FLAGGED_HOOKS = {
-    "hook_q_input": ("use_split_qkv_input", "call model.set_use_split_qkv_input(True)"),
-    "hook_k_input": ("use_split_qkv_input", "call model.set_use_split_qkv_input(True)"),
-    "hook_v_input": ("use_split_qkv_input", "call model.set_use_split_qkv_input(True)"),
-    "hook_attn_in": ("use_attn_in", "call model.set_use_attn_in(True)"),
-    "hook_result": ("use_attn_result", "call model.set_use_attn_result(True)"),
-    "hook_mlp_in": ("use_hook_mlp_in", "call model.set_use_hook_mlp_in(True)"),
-    "hook_tokens": ("use_hook_tokens", "set model.cfg.use_hook_tokens = True"),
-}
+# Classic's names for what `forward(return_type="loss")` returns.
+SingleLoss = Float[Tensor, ""]
+LossPerToken = Float[Tensor, "batch pos-1"]
+Loss = SingleLoss | LossPerToken
+# Classic's dtype names, for `from_pretrained(dtype=...)`.
+DTYPE_FROM_STRING: dict[str, torch.dtype] = dict(DTYPE_NAMES)
 
 
 class Output(NamedTuple):
@@ -50,7 +48,15 @@ class Output(NamedTuple):
     loss: Tensor
 
 
-class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModule):
+class HookedTransformer(
+    TextMethodsMixin,
+    HookFlagsMixin,
+    WeightPropertiesMixin,
+    StateDictStepsMixin,
+    EmbeddingMethodsMixin,
+    DevicesMixin,
+    HookedRootModule,
+):
     """A decoder-only transformer with a hook point on every activation."""
 
     def __init__(
@@ -59,7 +65,14 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         tokenizer: Any = None,
         move_to_device: bool = True,
         default_padding_side: str = "right",
+        *,
+        load_tokenizer: bool = True,
     ):
+        """Build the modules from cfg (a HookedTransformerConfig or a dict of its fields).
+
+        The tokenizer is `tokenizer`, else (with load_tokenizer) the one cfg.tokenizer_name
+        names, from the local Hugging Face cache or the hub; a warning if it cannot be loaded.
+        move_to_device moves the model to cfg.device."""
         super().__init__()
         # The model owns its config: flags set here must never reach another model.
         self.cfg = HookedTransformerConfig.unwrap(cfg).copy()
@@ -69,6 +82,8 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
                 "'shortformer' or 'rotary'"
             )
         self.tokenizer = None
+        if tokenizer is None and load_tokenizer:
+            tokenizer = _load_tokenizer(self.cfg.tokenizer_name, local_only=False)
         if tokenizer is not None:
             self.set_tokenizer(tokenizer, default_padding_side=default_padding_side)
         if self.cfg.d_vocab == -1:
@@ -86,7 +101,8 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         if self.cfg.init_weights:
             self.init_weights()
         if move_to_device and self.cfg.device is not None:
-            self.to(self.cfg.device, print_details=False)
+            # nn.Module.to: the device stays recorded in cfg as it was given.
+            nn.Module.to(self, self.cfg.device)
         self.setup()
 
     # ----- forward ---------------------------------------------------------------------
@@ -209,7 +225,9 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         embedded = self.hook_embed(self.embed(tokens))
         if self.cfg.positional_embedding_type not in ("standard", "shortformer"):
             return embedded, None
-        pos_embed = self.hook_pos_embed(self.pos_embed(inputs.positions.expand_as(tokens)))
+        pos_embed = self.hook_pos_embed(
+            self.pos_embed.embed_positions(inputs.positions.expand_as(tokens))
+        )
         if self.cfg.positional_embedding_type == "shortformer":
             return embedded, pos_embed
         return embedded + pos_embed, None
@@ -226,76 +244,6 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         attention_mask, a prediction counts only if the token it reads and the token it
         predicts are both real; per token, the others are 0."""
         return utils.lm_cross_entropy_loss(logits, tokens, attention_mask, per_token)
-
-    # ----- hooks -----------------------------------------------------------------------
-    def _hook_unavailable_reason(self, name: str) -> str | None:
-        suffix = name.rsplit(".", 1)[-1]
-        if self.cfg.attn_only and suffix in ("hook_mlp_in", "hook_mlp_out"):
-            return f"{name} never fires on an attention-only model (cfg.attn_only=True)"
-        if suffix not in _FLAGGED_HOOKS:
-            return None
-        flag, how = _FLAGGED_HOOKS[suffix]
-        if getattr(self.cfg, flag):
-            return None
-        if suffix == "hook_attn_in" and self.cfg.is_grouped:
-            how = (
-                "on this grouped model call set_ungroup_grouped_query_attention(True), then " + how
-            )
-        return f"{name} only fires when cfg.{flag} is True; {how} first"
-
-    def set_use_attn_result(self, use_attn_result: bool) -> None:
-        """Turn on or off `attn.hook_result`, each head's output [batch, pos, head_index,
-        d_model] before heads are summed. Costs a tensor n_heads times the size of the
-        residual per layer, and a slower einsum for the output projection; grouping makes no
-        difference (heads here are query heads)."""
-        self.cfg.use_attn_result = use_attn_result
-
-    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
-        """Turn on or off `hook_q_input` [batch, pos, head_index, d_model] and `hook_k_input`
-        / `hook_v_input` [batch, pos, kv_head_index, d_model]: the residual fed to each head's
-        Q, K and V separately, before ln1. On a grouped model the K/V inputs have one entry per
-        key/value head (per query head once ungrouped). The inputs are broadcast views, so
-        they cost nothing until a hook is attached; a hooked input is copied (one residual
-        per head) and projected head by head. Refused while use_attn_in is on."""
-        if use_split_qkv_input and self.cfg.use_attn_in:
-            raise ValueError("use_attn_in is on; turn it off before enabling use_split_qkv_input")
-        self.cfg.use_split_qkv_input = use_split_qkv_input
-
-    def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
-        """Turn on or off `hook_mlp_in` [batch, pos, d_model], the residual the MLP reads
-        (before ln2). Costs one copy of the residual per layer. Refused on attention-only
-        models."""
-        if use_hook_mlp_in and self.cfg.attn_only:
-            raise ValueError("hook_mlp_in cannot be used with an attention-only model")
-        self.cfg.use_hook_mlp_in = use_hook_mlp_in
-
-    def set_use_attn_in(self, use_attn_in: bool) -> None:
-        """Turn on or off `hook_attn_in` [batch, pos, head_index, d_model]: one residual per
-        query head, read by that head's Q, K and V, before ln1. Free until hooked; a hooked
-        input is copied (n_heads times the residual) and projected head by head, keys and
-        values included. Every query head needs keys and values of its own, so a grouped model
-        must be ungrouped first (`set_ungroup_grouped_query_attention(True)`, with its memory
-        cost); otherwise this raises. Refused while use_split_qkv_input is on."""
-        if use_attn_in:
-            check_attn_in_allowed(self.cfg)
-            if self.cfg.use_split_qkv_input:
-                raise ValueError(
-                    "use_split_qkv_input is on; turn it off before enabling use_attn_in"
-                )
-        self.cfg.use_attn_in = use_attn_in
-
-    def set_ungroup_grouped_query_attention(self, ungroup: bool) -> None:
-        """On a grouped-query model, show keys and values per query head: hook_k, hook_v,
-        hook_rot_k, hook_k_input, hook_v_input and the key/value cache get n_heads heads
-        instead of n_key_value_heads, each key/value head repeated for the query heads that
-        read it. This multiplies the memory of keys, values and the cache by the group size;
-        outputs do not change. Needed for use_attn_in, so it cannot be turned off while that
-        is on. No effect on models that are not grouped."""
-        if not ungroup and self.cfg.use_attn_in and self.cfg.is_grouped:
-            raise ValueError(
-                "use_attn_in needs ungrouped attention on this model; turn it off first"
-            )
-        self.cfg.ungroup_grouped_query_attention = ungroup
 
     # ----- weights ---------------------------------------------------------------------
     def init_weights(self) -> None:
@@ -323,8 +271,9 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         Derived buffers (rotary tables) are filled in when absent; classic `attn.mask` and
         `attn.IGNORE` buffers are accepted and ignored (masks are built on the fly)."""
         completed = check_and_complete_state_dict(self, state_dict, strict)
-        if self.unembed.is_tied_to(self.embed) and not _tied_in(completed):
-            self.unembed.untie()
+        unembed = self._tieable_unembed()
+        if unembed is not None and unembed.is_tied_to(self.embed) and not _tied_in(completed):
+            unembed.untie()
         return super().load_state_dict(completed, strict=False, assign=assign)
 
     def load_and_process_state_dict(
@@ -382,54 +331,30 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         self.ln_final = make_final_norm(self.cfg).to(device=device, dtype=dtype)
         self.setup()
 
-    # ----- devices and sizes -----------------------------------------------------------
-    def to(self, *args: Any, print_details: bool = True, **kwargs: Any) -> HookedTransformer:  # type: ignore[override]
-        """`nn.Module.to` that also records the new device and dtype in cfg and keeps tied
-        embeddings tied; logs the move unless print_details is False. Returns the model."""
-        device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
-        if device is not None:
-            self.cfg.device = device
-        if dtype is not None:
-            self.cfg.dtype = dtype
-        if print_details and (device is not None or dtype is not None):
-            logging.info("Moved model to %s", device if device is not None else dtype)
-        return super().to(*args, **kwargs)
-
-    def _apply(self, fn: Any, recurse: bool = True) -> HookedTransformer:
-        """Every conversion (`to`, `half`, `cuda`, ...) keeps tied embeddings tied (torch
-        converts each parameter on its own, which would untie them) and puts an untied W_U
-        that changed dtype or device in the fastest layout for them."""
-        if not hasattr(self, "unembed"):  # still being built
-            return super()._apply(fn, recurse)
-        tied = self.unembed.is_tied_to(self.embed)
-        before = (self.unembed.W_U.dtype, self.unembed.W_U.device)
-        super()._apply(fn, recurse)
-        if tied:
-            self.unembed.tie_to(self.embed)
-        elif (self.unembed.W_U.dtype, self.unembed.W_U.device) != before:
-            self.unembed.use_fastest_layout()
-        return self
-
-    def cuda(self, device: int | torch.device | None = None) -> HookedTransformer:  # type: ignore[override]
-        """Move to a CUDA device ("cuda" by default) through `to`."""
-        return self.to("cuda" if device is None else device)
-
-    def cpu(self) -> HookedTransformer:
-        """Move to the CPU through `to`."""
-        return self.to("cpu")
-
-    def mps(self) -> HookedTransformer:
-        """Move to Apple's MPS device through `to`."""
-        return self.to("mps")
-
-    def n_params(self) -> int:
-        """Parameters actually stored, counting shared storage (tied embeddings) once."""
-        storages = {p.untyped_storage().data_ptr(): p.numel() for p in self.parameters()}
-        return sum(storages.values())
-
     # ----- loading -----------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, model_name: str, **kwargs: Any) -> HookedTransformer:
+    def from_pretrained(
+        cls,
+        model_name: str,
+        fold_ln: bool = True,
+        center_writing_weights: bool = True,
+        center_unembed: bool = True,
+        refactor_factored_attn_matrices: bool = False,
+        checkpoint_index: int | None = None,
+        checkpoint_value: int | None = None,
+        hf_model: Any = None,
+        device: str | torch.device | None = None,
+        n_devices: int = 1,
+        tokenizer: Any = None,
+        move_to_device: bool = True,
+        fold_value_biases: bool = True,
+        default_prepend_bos: bool | None = None,
+        default_padding_side: str = "right",
+        dtype: str | torch.dtype = "float32",
+        first_n_layers: int | None = None,
+        n_ctx: int | None = None,
+        **from_pretrained_kwargs: Any,
+    ) -> HookedTransformer:
         """Load a pretrained decoder-only model, processing its weights as they stream in.
 
         model_name is one of:
@@ -464,7 +389,28 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         """
         from transformer_lens.pretrained.loader import load_pretrained
 
-        return load_pretrained(cls, model_name, **kwargs)
+        return load_pretrained(
+            cls,
+            model_name,
+            fold_ln=fold_ln,
+            center_writing_weights=center_writing_weights,
+            center_unembed=center_unembed,
+            refactor_factored_attn_matrices=refactor_factored_attn_matrices,
+            checkpoint_index=checkpoint_index,
+            checkpoint_value=checkpoint_value,
+            hf_model=hf_model,
+            device=device,
+            n_devices=n_devices,
+            tokenizer=tokenizer,
+            move_to_device=move_to_device,
+            fold_value_biases=fold_value_biases,
+            default_prepend_bos=default_prepend_bos,
+            default_padding_side=default_padding_side,
+            dtype=dtype,
+            first_n_layers=first_n_layers,
+            n_ctx=n_ctx,
+            **from_pretrained_kwargs,
+        )
 
     @classmethod
     def from_pretrained_no_processing(
@@ -475,7 +421,10 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
         center_unembed: bool = False,
         refactor_factored_attn_matrices: bool = False,
         fold_value_biases: bool = False,
-        **kwargs: Any,
+        dtype: str | torch.dtype = torch.float32,
+        default_prepend_bos: bool | None = None,
+        default_padding_side: str = "right",
+        **from_pretrained_kwargs: Any,
     ) -> HookedTransformer:
         """`from_pretrained` with every weight-processing step off by default, so the weights
         are the checkpoint's, cast to dtype; a flag passed here turns its step back on."""
@@ -486,7 +435,10 @@ class HookedTransformer(TextMethodsMixin, WeightPropertiesMixin, HookedRootModul
             center_unembed=center_unembed,
             refactor_factored_attn_matrices=refactor_factored_attn_matrices,
             fold_value_biases=fold_value_biases,
-            **kwargs,
+            dtype=dtype,
+            default_prepend_bos=default_prepend_bos,
+            default_padding_side=default_padding_side,
+            **from_pretrained_kwargs,
         )
 
 

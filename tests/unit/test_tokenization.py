@@ -246,7 +246,8 @@ def test_text_methods_without_a_tokenizer_raise_clearly():
 def test_text_input_equals_token_input_in_forward_run_with_cache_and_run_with_hooks(model):
     tokens = model.to_tokens([TEXT, TEXT])
     expected = model(tokens)
-    assert torch.equal(model(TEXT), expected[:1])
+    # One row against a batch of two: other matmul shapes, so equal up to summation order.
+    assert_close(model(TEXT), expected[:1], atol=1e-5, what="one row vs a batch")
     assert torch.equal(model([TEXT, TEXT]), expected)
     logits, cache = model.run_with_cache([TEXT, TEXT], names_filter="hook_embed")
     assert torch.equal(logits, expected)
@@ -255,7 +256,7 @@ def test_text_input_equals_token_input_in_forward_run_with_cache_and_run_with_ho
     hooked = model.run_with_hooks(
         TEXT, fwd_hooks=[("hook_embed", lambda x, hook: seen.append(x.shape))]
     )
-    assert torch.equal(hooked, expected[:1]) and seen == [(1, tokens.shape[1], 32)]
+    assert torch.equal(hooked, model(TEXT)) and seen == [(1, tokens.shape[1], 32)]
 
 
 @pytest.mark.parametrize("kind", list(MODELS))

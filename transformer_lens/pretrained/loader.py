@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from transformer_lens._tokenizer_loading import load_tokenizer
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig, resolve_dtype
 from transformer_lens.pretrained import official_models, sources
 from transformer_lens.pretrained.convert import config_fields, plan_state_dict
@@ -19,7 +20,6 @@ from transformer_lens.pretrained.registry import adapter_for
 _REJECTED_KWARGS = ("load_in_8bit", "load_in_4bit", "quantization_config")
 # Passed on to the hub download of an official checkpoint.
 _HUB_KWARGS = ("revision", "cache_dir", "token")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
 def load_pretrained(
@@ -81,7 +81,13 @@ def load_pretrained(
         tokenizer = _load_tokenizer(
             location or cfg.tokenizer_name, local_only=hf_model is not None or location is not None
         )
-    model = cls(cfg, tokenizer, move_to_device=False, default_padding_side=default_padding_side)
+    model = cls(
+        cfg,
+        tokenizer,
+        move_to_device=False,
+        default_padding_side=default_padding_side,
+        load_tokenizer=False,
+    )
     if hf_model is not None:
         source = sources.from_hf_model(hf_model)
     else:
@@ -247,26 +253,4 @@ def _snapshot(official: str, hub_kwargs: dict[str, Any]) -> str:
 
 
 def _load_tokenizer(name_or_path: str | None, local_only: bool) -> Any:
-    if name_or_path is None:
-        return None
-    if os.path.isdir(name_or_path) and not any(
-        os.path.exists(os.path.join(name_or_path, f)) for f in _TOKENIZER_FILES
-    ):
-        # transformers 5 would build an empty tokenizer that maps all text to <unk>.
-        warnings.warn(
-            f"No tokenizer files in {name_or_path!r}; the model works on token tensors. "
-            "Pass tokenizer= or call model.set_tokenizer to add one.",
-            stacklevel=3,
-        )
-        return None
-    try:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
-    except Exception as error:  # offline, or no tokenizer files in the directory
-        warnings.warn(
-            f"Could not load a tokenizer for {name_or_path!r} ({type(error).__name__}); the model "
-            "works on token tensors. Pass tokenizer= or call model.set_tokenizer to add one.",
-            stacklevel=3,
-        )
-        return None
+    return load_tokenizer(name_or_path, local_only, stacklevel=4)
