@@ -53,6 +53,26 @@ def test_residuals_and_patterns_match_hugging_face(row, variant):
 
 
 @pytest.mark.parametrize(("row", "variant"), CASES, ids=CASE_IDS)
+def test_forward_run_with_cache_and_identity_hooks_give_the_same_bits(row, variant):
+    # A patch that changes nothing must show no effect: the default (eager) path computes
+    # the same bits whether or not anything is hooked or cached.
+    model = load(row, hf_model(row, variant))
+    plain = model(tokens())
+    cached, cache = model.run_with_cache(tokens())
+    assert len(cache) == len(model.hook_dict) - sum(
+        model._hook_unavailable_reason(name) is not None for name in model.hook_dict
+    )
+    identity = (lambda name: True, lambda x, hook: x)
+    returned_copy = (lambda name: True, lambda x, hook: x.clone())
+    for logits, what in [
+        (cached, "run_with_cache"),
+        (model.run_with_hooks(tokens(), fwd_hooks=[identity]), "identity hooks"),
+        (model.run_with_hooks(tokens(), fwd_hooks=[returned_copy]), "hooks returning copies"),
+    ]:
+        assert torch.equal(logits, plain), f"{row.name} {variant}: {what} changed the logits"
+
+
+@pytest.mark.parametrize(("row", "variant"), CASES, ids=CASE_IDS)
 def test_split_qkv_input_matches_plain(row, variant):
     model = load(row, hf_model(row, variant))
     plain = model(tokens())

@@ -13,14 +13,35 @@ from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 
-def _fused(
-    x: Tensor, weight: Tensor | None, bias: Tensor | None, hook_scale: HookPoint, eps: float
-) -> Tensor | None:
-    """torch's own layer norm when nobody watches the scale: the kernel HF's nn.LayerNorm
-    runs (it computes in float32 inside for half precision), so the rounding is the same."""
-    if hook_scale.has_hooks() or (weight is not None and weight.dtype != x.dtype):
+def _fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor | None:
+    """torch's own layer norm: the kernel HF's nn.LayerNorm runs (it computes in float32
+    inside for half precision), so the rounding is the same. None where our weight dtype
+    differs from the input's (the float32 path below then handles it)."""
+    if weight is not None and weight.dtype != x.dtype:
         return None
     return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
+
+
+def _normalize(
+    x: Tensor, weight: Tensor | None, bias: Tensor | None, hook_scale: HookPoint, eps: float
+) -> Tensor:
+    """LayerNorm with hook_scale in the middle. The fused kernel gives the result whenever
+    the scale reaching the division is the one computed (unhooked, cached, or replaced by
+    equal values), so a hook that changes nothing changes no bit of the output."""
+    fused = _fused(x, weight, bias, eps)
+    if fused is not None and not hook_scale.has_hooks():
+        return fused
+    dtype = x.dtype
+    centred = _upcast(x)
+    centred = centred - centred.mean(-1, keepdim=True)
+    scale = (centred.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    hooked_scale = hook_scale(scale)
+    if fused is not None and (hooked_scale is scale or torch.equal(hooked_scale, scale)):
+        return fused
+    normalized = centred / hooked_scale
+    if weight is not None and bias is not None:
+        normalized = normalized * weight.to(normalized.dtype) + bias.to(normalized.dtype)
+    return normalized.to(dtype)
 
 
 def _upcast(x: Tensor) -> Tensor:
@@ -41,14 +62,7 @@ class LayerNormPre(nn.Module):
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
         """(x - mean) / sqrt(var + eps) over the last axis, computed in float32 for half
         precision and returned in x's dtype."""
-        fused = _fused(x, None, None, self.hook_scale, self.eps)
-        if fused is not None:
-            return self.hook_normalized(fused)
-        dtype = x.dtype
-        x = _upcast(x)
-        x = x - x.mean(-1, keepdim=True)
-        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        return self.hook_normalized(x / scale).to(dtype)
+        return self.hook_normalized(_normalize(x, None, None, self.hook_scale, self.eps))
 
 
 class LayerNorm(nn.Module):
@@ -67,12 +81,4 @@ class LayerNorm(nn.Module):
     def forward(self, x: Float[Tensor, "*leading d"]) -> Float[Tensor, "*leading d"]:
         """(x - mean) / sqrt(var + eps) * w + b over the last axis, computed in float32 for
         half precision and returned in x's dtype."""
-        fused = _fused(x, self.w, self.b, self.hook_scale, self.eps)
-        if fused is not None:
-            return self.hook_normalized(fused)
-        dtype = x.dtype
-        x = _upcast(x)
-        x = x - x.mean(-1, keepdim=True)
-        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        normalized = (x / scale) * self.w.to(x.dtype) + self.b.to(x.dtype)
-        return self.hook_normalized(normalized).to(dtype)
+        return self.hook_normalized(_normalize(x, self.w, self.b, self.hook_scale, self.eps))

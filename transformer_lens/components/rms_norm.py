@@ -18,8 +18,9 @@ def _normalize(module: "RMSNormPre", x: Tensor) -> Tensor:
     scale = mean_square.sqrt()
     hooked_scale = module.hook_scale(scale)
     # HF multiplies by rsqrt; x / sqrt differs in the last bit, which bfloat16 can amplify.
-    # A hook that replaced the scale gets the classic division by its value.
-    if hooked_scale is scale:
+    # A hook that replaced the scale gets the classic division by its value; one that kept
+    # it (or returned equal values) changes no bit.
+    if hooked_scale is scale or torch.equal(hooked_scale, scale):
         return module.hook_normalized(x * torch.rsqrt(mean_square))
     return module.hook_normalized(x / hooked_scale)
 
