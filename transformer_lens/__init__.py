@@ -12,10 +12,20 @@ from transformer_lens.past_key_value_caching import (
     HookedTransformerKeyValueCacheEntry,
 )
 
+# The pre-2.0 names, kept for old notebooks.
+EasyTransformer = HookedTransformer
+EasyTransformerConfig = HookedTransformerConfig
+EasyTransformerKeyValueCache = HookedTransformerKeyValueCache
+EasyTransformerKeyValueCacheEntry = HookedTransformerKeyValueCacheEntry
+
 __version__ = "3.0.0"
 
 __all__ = [
     "ActivationCache",
+    "EasyTransformer",
+    "EasyTransformerConfig",
+    "EasyTransformerKeyValueCache",
+    "EasyTransformerKeyValueCacheEntry",
     "FactoredMatrix",
     "HookPoint",
     "HookedRootModule",

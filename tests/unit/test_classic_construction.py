@@ -128,3 +128,12 @@ def test_a_dict_config_is_accepted():
     fields = dict(GPT2_LIKE, seed=0)
     assert torch.equal(HookedTransformer(fields)(TOKENS), build(GPT2_LIKE)(TOKENS))
     assert isinstance(HookedTransformer(fields).cfg, HookedTransformerConfig)
+
+
+def test_easy_transformer_names_are_the_hooked_classes():
+    import transformer_lens as tl
+
+    assert tl.EasyTransformer is HookedTransformer
+    assert tl.EasyTransformerConfig is HookedTransformerConfig
+    assert tl.EasyTransformerKeyValueCache is tl.HookedTransformerKeyValueCache
+    assert tl.EasyTransformerKeyValueCacheEntry is tl.HookedTransformerKeyValueCacheEntry
