@@ -5,6 +5,8 @@ only d_head. Keeping the factors makes products, norms, SVDs and eigenvalues che
 operation here works on the factors and never forms the full matrix unless asked (`AB`).
 
 Shapes: `A [..., ldim, mdim]`, `B [..., mdim, rdim]`; the leading dims broadcast.
+Products stay factored across the narrowest inner dimension available, with the same factors
+classic TransformerLens picks, so `.A`, `.B` and `.mdim` of a product match it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from transformer_lens._errors import ClassicAssertionError, ClassicIndexError
+
 IndexEntry = int | slice | list[int] | Tensor | EllipsisType | None
 
 
@@ -24,7 +28,7 @@ class FactoredMatrix:
 
     def __init__(self, A: Float[Tensor, "... ldim mdim"], B: Float[Tensor, "... mdim rdim"]):
         if A.ndim < 2 or B.ndim < 2 or A.shape[-1] != B.shape[-2]:
-            raise ValueError(
+            raise ClassicAssertionError(
                 f"FactoredMatrix needs A [..., ldim, mdim] and B [..., mdim, rdim]; "
                 f"got A {tuple(A.shape)} and B {tuple(B.shape)}"
             )
@@ -32,6 +36,7 @@ class FactoredMatrix:
         self.mdim = A.shape[-1]
         self.rdim = B.shape[-1]
         leading = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+        self.has_leading_dims = len(leading) > 0
         self.shape = torch.Size((*leading, self.ldim, self.rdim))
         self.A = A.broadcast_to((*leading, self.ldim, self.mdim))
         self.B = B.broadcast_to((*leading, self.mdim, self.rdim))
@@ -55,7 +60,9 @@ class FactoredMatrix:
     def BA(self) -> Float[Tensor, "... mdim mdim"]:
         """The factors multiplied the other way round; needs a square matrix."""
         if self.ldim != self.rdim:
-            raise ValueError(f"BA needs ldim == rdim; got ldim {self.ldim}, rdim {self.rdim}")
+            raise ClassicAssertionError(
+                f"BA needs ldim == rdim; got ldim {self.ldim}, rdim {self.rdim}"
+            )
         return self.B @ self.A
 
     @property
@@ -67,28 +74,48 @@ class FactoredMatrix:
         self, other: Float[Tensor, "*other_shape"] | FactoredMatrix
     ) -> FactoredMatrix | Float[Tensor, "*result_shape"]:
         if isinstance(other, FactoredMatrix):
-            return _chain(self.A, self.B @ other.A, other.B)
-        self._check_inner(other.shape[0] if other.ndim == 1 else other.shape[-2], self.rdim)
+            # Two steps, each keeping the narrower inner dimension, so the result's inner
+            # dimension is min(mdim, rdim, other.mdim), with classic TransformerLens's factors.
+            return self._times_matrix(other.A)._times_matrix(other.B)
         if other.ndim == 1:
+            self._check_inner("right", other.shape[0], self.rdim, other)
             return (self.A @ (self.B @ other.unsqueeze(-1))).squeeze(-1)
-        return _chain(self.A, self.B, other)
+        return self._times_matrix(other)
 
     def __rmatmul__(
         self, other: Float[Tensor, "*other_shape"]
     ) -> FactoredMatrix | Float[Tensor, "*result_shape"]:
-        self._check_inner(other.shape[-1], self.ldim)
+        self._check_inner("left", other.shape[-1], self.ldim, other)
         if other.ndim == 1:
             return ((other @ self.A).unsqueeze(-2) @ self.B).squeeze(-2)
-        return _chain(other, self.A, self.B)
+        # Factor across the narrower of mdim and ldim: (other @ A, B) keeps mdim, (other, AB)
+        # keeps ldim. A tie goes to (other, AB), as in classic TransformerLens.
+        if self.ldim > self.mdim:
+            return FactoredMatrix(other @ self.A, self.B)
+        return FactoredMatrix(other, self.AB)
 
-    @staticmethod
-    def _check_inner(other_dim: int, own_dim: int) -> None:
+    def _times_matrix(self, other: Float[Tensor, "... rdim new_rdim"]) -> FactoredMatrix:
+        """self @ other, factored across min(mdim, rdim); ties go to (AB, other) as in
+        classic TransformerLens, so .A and .B match it."""
+        self._check_inner("right", other.shape[-2], self.rdim, other)
+        if self.rdim > self.mdim:
+            return FactoredMatrix(self.A, self.B @ other)
+        return FactoredMatrix(self.AB, other)
+
+    def _check_inner(self, side: str, other_dim: int, own_dim: int, other: Tensor) -> None:
         if other_dim != own_dim:
-            raise ValueError(f"matmul dimension mismatch: {own_dim} against {other_dim}")
+            raise ClassicAssertionError(
+                f"matmul dimension mismatch: the {side}-hand tensor of shape "
+                f"{tuple(other.shape)} does not meet the FactoredMatrix of shape "
+                f"{tuple(self.shape)} on a dimension of size {own_dim}"
+            )
 
     def __mul__(self, scalar: int | float | Tensor) -> FactoredMatrix:
         if isinstance(scalar, Tensor) and scalar.numel() != 1:
-            raise ValueError(f"FactoredMatrix * x needs a scalar; got shape {tuple(scalar.shape)}")
+            raise ClassicAssertionError(
+                f"FactoredMatrix * x needs a scalar; got shape {tuple(scalar.shape)} (use @ for "
+                f"matrix products)"
+            )
         return FactoredMatrix(self.A * scalar, self.B)
 
     def __rmul__(self, scalar: int | float | Tensor) -> FactoredMatrix:
@@ -129,19 +156,21 @@ class FactoredMatrix:
     @property
     def eigenvalues(self) -> Tensor:
         """Complex eigenvalues of BA: the non-zero eigenvalues of AB, from an mdim-sized matrix."""
-        return torch.linalg.eigvals(self.BA)
+        square = self.BA
+        # eig has no 16-bit kernels on CPU or CUDA.
+        if square.dtype in (torch.float16, torch.bfloat16):
+            square = square.float()
+        return torch.linalg.eigvals(square)
 
     def norm(self) -> Float[Tensor, "*leading"]:
         """Frobenius norm of AB."""
         return self.S.pow(2).sum(-1).sqrt()
 
     def __getitem__(self, index: IndexEntry | tuple[IndexEntry, ...]) -> FactoredMatrix:
-        """Index the leading dims; an int in the last two dims keeps a length-1 axis."""
+        """Index the leading dims (None adds a leading axis); an int in the last two dims
+        keeps a length-1 axis."""
         entries = _expand_ellipsis(index if isinstance(index, tuple) else (index,), self.ndim)
-        n_leading = self.ndim - 2
-        leading, rows, cols = entries[:n_leading], entries[n_leading:], ()
-        if len(rows) == 2:
-            rows, cols = rows[:1], rows[1:]
+        leading, rows, cols = _split_entries(entries, self.ndim - 2)
         A, B = self.A[leading], self.B[leading]
         if rows:
             A = A[..., _keep_axis(rows[0]), :]
@@ -166,7 +195,9 @@ class FactoredMatrix:
         """Add a length-1 leading dim at position k (negative k counts back from the matrix)."""
         position = k + self.ndim - 1 if k < 0 else k
         if not 0 <= position <= self.ndim - 2:
-            raise ValueError(f"unsqueeze({k}) must land among the {self.ndim - 2} leading dims")
+            raise ClassicAssertionError(
+                f"unsqueeze({k}) must land among the {self.ndim - 2} leading dims"
+            )
         return FactoredMatrix(self.A.unsqueeze(position), self.B.unsqueeze(position))
 
     def get_corner(self, k: int = 3) -> Tensor:
@@ -178,17 +209,6 @@ class FactoredMatrix:
         return f"FactoredMatrix: Shape({tuple(self.shape)}), Hidden Dim({self.mdim})"
 
 
-def _chain(
-    left: Float[Tensor, "... ldim mid"],
-    middle: Float[Tensor, "... mid mid2"],
-    right: Float[Tensor, "... mid2 rdim"],
-) -> FactoredMatrix:
-    """left @ middle @ right, kept factored across the narrower of the two inner dims."""
-    if middle.shape[-2] <= middle.shape[-1]:
-        return FactoredMatrix(left, middle @ right)
-    return FactoredMatrix(left @ middle, right)
-
-
 def _keep_axis(entry: IndexEntry) -> IndexEntry:
     """Turn an int index into a length-1 slice so the matrix keeps both axes."""
     if isinstance(entry, int):
@@ -196,15 +216,37 @@ def _keep_axis(entry: IndexEntry) -> IndexEntry:
     return entry
 
 
+def _split_entries(
+    entries: tuple[IndexEntry, ...], n_leading: int
+) -> tuple[tuple[IndexEntry, ...], tuple[IndexEntry, ...], tuple[IndexEntry, ...]]:
+    """Split an index into (leading, rows, cols). The leading part runs to its n_leading-th
+    axis entry and takes the Nones right after it: a None adds a leading axis."""
+    seen, end = 0, len(entries)
+    for position, entry in enumerate(entries):
+        if seen == n_leading and entry is not None:
+            end = position
+            break
+        seen += entry is not None
+    leading, matrix = entries[:end], entries[end:]
+    if any(entry is None for entry in matrix):
+        raise IndexError(
+            "FactoredMatrix indexing accepts None only among the leading dims; "
+            f"got {entries!r} for {n_leading} leading dims"
+        )
+    return leading, matrix[:1], matrix[1:]
+
+
 def _expand_ellipsis(entries: tuple[IndexEntry, ...], ndim: int) -> tuple[IndexEntry, ...]:
-    if any(entry is None for entry in entries):
-        raise IndexError("FactoredMatrix indexing does not support None; use unsqueeze")
-    if len(entries) > ndim:
-        raise IndexError(f"too many indices ({len(entries)}) for a {ndim}-dim FactoredMatrix")
+    axes = sum(entry is not None and entry is not Ellipsis for entry in entries)
+    if axes > ndim:
+        raise ClassicIndexError(
+            f"too many indices ({axes}) for a {ndim}-dim FactoredMatrix: {entries!r}"
+        )
     # Identity checks: `in` and `.index` would compare tensor entries elementwise.
     positions = [i for i, entry in enumerate(entries) if entry is Ellipsis]
+    if len(positions) > 1:
+        raise IndexError(f"an index can only have a single ellipsis; got {entries!r}")
     if not positions:
         return entries
     at = positions[0]
-    fill = (slice(None),) * (ndim - len(entries) + 1)
-    return entries[:at] + fill + entries[at + 1 :]
+    return entries[:at] + (slice(None),) * (ndim - axes) + entries[at + 1 :]

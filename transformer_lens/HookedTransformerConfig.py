@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from transformer_lens._errors import ClassicAssertionError
+
 SUPPORTED_ACTIVATIONS = (
     "solu",
     "solu_ln",
@@ -71,6 +73,7 @@ class HookedTransformerConfig:
     use_split_qkv_input: bool = False
     use_hook_mlp_in: bool = False
     use_attn_in: bool = False
+    use_qk_norm: bool = False
     use_local_attn: bool = False
     ungroup_grouped_query_attention: bool = False
     original_architecture: str | None = None
@@ -123,7 +126,6 @@ class HookedTransformerConfig:
     NTK_by_parts_high_freq_factor: float = 4.0
     NTK_by_parts_factor: float = 8.0
     NTK_original_ctx_len: int = 8192
-    use_qk_norm: bool = False
     # Llama-style RMSNorm: cast the normalised activations to the model dtype, then multiply
     # by the weight in that dtype (HF LlamaRMSNorm). False: multiply in float32, then cast
     # (HF GemmaRMSNorm). Identical in float32; they differ in the last bit in bf16/fp16.
@@ -288,11 +290,17 @@ class HookedTransformerConfig:
         return "HookedTransformerConfig:\n" + pprint.pformat(self.to_dict())
 
 
+ConfigOrDict = HookedTransformerConfig | dict[str, Any]
+"""What component constructors accept, as classic ones do; they convert it with `unwrap`."""
+
+
+# Classic validated with `assert`; ClassicAssertionError is both a ValueError and an
+# AssertionError, so code written against either version catches it.
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise ClassicAssertionError(message)
 
 
 def _require_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; expected one of {list(choices)}")
+        raise ClassicAssertionError(f"Unknown {name} {value!r}; expected one of {list(choices)}")

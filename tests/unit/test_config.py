@@ -220,11 +220,43 @@ def test_mixture_of_experts_is_refused_clearly():
     from transformer_lens import HookedTransformer
     from transformer_lens.components import MoE
 
-    with pytest.raises(NotImplementedError, match="not supported"):
-        MoE()
     cfg = HookedTransformerConfig(
         n_layers=1, d_model=16, n_ctx=8, d_head=4, d_vocab=20, act_fn="silu",
         num_experts=4, experts_per_token=2,
     )  # fmt: skip
+    with pytest.raises(NotImplementedError, match="not supported"):
+        MoE(cfg)
+    with pytest.raises(NotImplementedError, match="not supported"):
+        MoE(cfg.to_dict())
     with pytest.raises(NotImplementedError, match="xperts"):
         HookedTransformer(cfg)
+
+
+# ----- classic raised AssertionError at these checks -------------------------------------
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (dict(use_local_attn=True, attn_types=["local", "global"]), "window_size"),
+        (dict(use_local_attn=True, window_size=4), "attn_types"),
+        (dict(act_fn=None), "act_fn"),
+        (dict(act_fn="swish"), "'swish'"),
+        (dict(num_experts=4), "experts_per_token"),
+        (dict(experts_per_token=2), "num_experts"),
+        (dict(n_key_value_heads=3), "n_key_value_heads"),
+        (dict(n_devices=10**6), "n_devices"),
+    ],
+)
+@pytest.mark.parametrize("error", [AssertionError, ValueError])
+def test_invalid_config_is_both_an_assertion_error_and_a_value_error(overrides, fragment, error):
+    with pytest.raises(error, match=re.escape(fragment)):
+        make_cfg(**overrides)
+
+
+@pytest.mark.parametrize("error", [AssertionError, ValueError])
+def test_default_prepend_bos_that_is_not_a_bool_is_refused(error):
+    # The test run's type checker refuses a str argument before validation runs, so set the
+    # field afterwards and validate again, as a config built without the checker would be.
+    cfg = make_cfg()
+    cfg.default_prepend_bos = "yes"  # type: ignore[assignment]
+    with pytest.raises(error, match="default_prepend_bos must be a bool, got 'yes'"):
+        cfg.__post_init__()

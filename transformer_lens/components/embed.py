@@ -6,16 +6,16 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from transformer_lens.components.layer_norm import LayerNorm
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.HookedTransformerConfig import ConfigOrDict, HookedTransformerConfig
 
 
 class Embed(nn.Module):
     """Token embedding W_E [d_vocab, d_model], followed by a LayerNorm when
     cfg.post_embedding_ln is set."""
 
-    def __init__(self, cfg: HookedTransformerConfig):
+    def __init__(self, cfg: ConfigOrDict):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = HookedTransformerConfig.unwrap(cfg)
         self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model, dtype=cfg.dtype))
         # Some models (BLOOM) normalise right after the embedding.
         self.ln = LayerNorm(cfg) if cfg.post_embedding_ln else None

@@ -8,7 +8,9 @@ expanded to one entry per query head (query head h reads key/value head h // gro
 from jaxtyping import Float
 from torch import Tensor
 
+from transformer_lens._errors import ClassicAssertionError
 from transformer_lens.components.attention import Attention
+from transformer_lens.HookedTransformerConfig import ConfigOrDict, HookedTransformerConfig
 
 
 class GroupedQueryAttention(Attention):
@@ -16,6 +18,15 @@ class GroupedQueryAttention(Attention):
     W_V, b_K, b_V are read-only views expanded per query head."""
 
     key_value_names = ("_W_K", "_b_K", "_W_V", "_b_V")
+
+    def __init__(self, cfg: ConfigOrDict, attn_type: str = "global", layer_id: int = 0):
+        cfg = HookedTransformerConfig.unwrap(cfg)
+        if cfg.n_key_value_heads is None:
+            raise ClassicAssertionError(
+                "GroupedQueryAttention needs cfg.n_key_value_heads; it is None (use Attention "
+                "for multi-head attention)"
+            )
+        super().__init__(cfg, attn_type, layer_id)
 
     @property
     def W_K(self) -> Float[Tensor, "head_index d_model d_head"]:

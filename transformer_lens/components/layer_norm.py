@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.HookedTransformerConfig import ConfigOrDict, HookedTransformerConfig
 
 
 def _fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor | None:
@@ -52,10 +52,10 @@ def _upcast(x: Tensor) -> Tensor:
 class LayerNormPre(nn.Module):
     """Centre and scale, with no weight or bias (they were folded into the next layer)."""
 
-    def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
+    def __init__(self, cfg: ConfigOrDict, length: int | None = None):
         super().__init__()
-        self.cfg = cfg
-        self.eps = cfg.eps
+        self.cfg = HookedTransformerConfig.unwrap(cfg)
+        self.eps = self.cfg.eps
         self.hook_scale = HookPoint()
         self.hook_normalized = HookPoint()
 
@@ -68,13 +68,13 @@ class LayerNormPre(nn.Module):
 class LayerNorm(nn.Module):
     """LayerNorm with weight `w` and bias `b`; `hook_normalized` is taken after w and b."""
 
-    def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
+    def __init__(self, cfg: ConfigOrDict, length: int | None = None):
         super().__init__()
-        self.cfg = cfg
-        self.eps = cfg.eps
-        self.length = cfg.d_model if length is None else length
-        self.w = nn.Parameter(torch.ones(self.length, dtype=cfg.dtype))
-        self.b = nn.Parameter(torch.zeros(self.length, dtype=cfg.dtype))
+        self.cfg = HookedTransformerConfig.unwrap(cfg)
+        self.eps = self.cfg.eps
+        self.length = self.cfg.d_model if length is None else length
+        self.w = nn.Parameter(torch.ones(self.length, dtype=self.cfg.dtype))
+        self.b = nn.Parameter(torch.zeros(self.length, dtype=self.cfg.dtype))
         self.hook_scale = HookPoint()
         self.hook_normalized = HookPoint()
 

@@ -5,15 +5,15 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.HookedTransformerConfig import ConfigOrDict, HookedTransformerConfig
 
 
 class PosEmbed(nn.Module):
     """Learned position embedding W_pos [n_ctx, d_model]."""
 
-    def __init__(self, cfg: HookedTransformerConfig):
+    def __init__(self, cfg: ConfigOrDict):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = HookedTransformerConfig.unwrap(cfg)
         self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model, dtype=cfg.dtype))
 
     def forward(

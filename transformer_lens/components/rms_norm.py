@@ -9,7 +9,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.HookedTransformerConfig import ConfigOrDict, HookedTransformerConfig
 
 
 def _normalize(module: "RMSNormPre", x: Tensor) -> Tensor:
@@ -28,10 +28,10 @@ def _normalize(module: "RMSNormPre", x: Tensor) -> Tensor:
 class RMSNormPre(nn.Module):
     """Divide by the root mean square; no weight."""
 
-    def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
+    def __init__(self, cfg: ConfigOrDict, length: int | None = None):
         super().__init__()
-        self.cfg = cfg
-        self.eps = cfg.eps
+        self.cfg = HookedTransformerConfig.unwrap(cfg)
+        self.eps = self.cfg.eps
         self.hook_scale = HookPoint()
         self.hook_normalized = HookPoint()
 
@@ -45,9 +45,9 @@ class RMSNorm(RMSNormPre):
     round). The multiply happens in float32 then casts (Gemma's order), or casts first
     (Llama's order) when cfg.rms_norm_cast_before_weight is set."""
 
-    def __init__(self, cfg: HookedTransformerConfig, length: int | None = None):
+    def __init__(self, cfg: ConfigOrDict, length: int | None = None):
         super().__init__(cfg, length)
-        self.length = cfg.d_model if length is None else length
+        self.length = self.cfg.d_model if length is None else length
         # float32 like the norm arithmetic: Gemma stores 1 + w, which bfloat16 would round.
         self.w = nn.Parameter(torch.ones(self.length, dtype=torch.float32))
 

@@ -17,7 +17,7 @@ from transformer_lens.components.mlps.gated_mlp import GatedMLP
 from transformer_lens.components.mlps.mlp import MLP
 from transformer_lens.components.norms import make_norm, make_post_norm
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.HookedTransformerConfig import ConfigOrDict, HookedTransformerConfig
 from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCacheEntry
 
 Residual = Float[Tensor, "batch pos d_model"]
@@ -27,9 +27,9 @@ class TransformerBlock(nn.Module):
     """One layer: ln1 and attention, then (unless attn_only) ln2 and the MLP, each added to
     the residual stream; parallel when cfg.parallel_attn_mlp."""
 
-    def __init__(self, cfg: HookedTransformerConfig, block_index: int):
+    def __init__(self, cfg: ConfigOrDict, block_index: int):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = HookedTransformerConfig.unwrap(cfg)
         self.block_index = block_index
         attn_type = cfg.attn_types[block_index] if cfg.attn_types is not None else "global"
         attention = GroupedQueryAttention if cfg.n_key_value_heads is not None else Attention

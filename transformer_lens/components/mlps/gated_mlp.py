@@ -7,25 +7,24 @@ from torch import Tensor, nn
 from transformer_lens.components._bias import unless_zero
 from transformer_lens.components._layout import matrix_parameter
 from transformer_lens.components._linear import linear
-from transformer_lens.components.mlps.activation import resolve_activation
+from transformer_lens.components.mlps.can_be_used_as_mlp import CanBeUsedAsMLP
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.HookedTransformerConfig import ConfigOrDict
 
 
-class GatedMLP(nn.Module):
+class GatedMLP(CanBeUsedAsMLP):
     """Gated MLP: W_gate and W_in [d_model, d_mlp], b_in [d_mlp], W_out [d_mlp, d_model],
     b_out [d_model]."""
 
-    def __init__(self, cfg: HookedTransformerConfig):
-        super().__init__()
-        assert cfg.d_mlp is not None and cfg.act_fn is not None
-        self.cfg = cfg
-        self.W_in = matrix_parameter(cfg.d_model, cfg.d_mlp, cfg.dtype)
-        self.W_gate = matrix_parameter(cfg.d_model, cfg.d_mlp, cfg.dtype)
-        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp, dtype=cfg.dtype))
-        self.W_out = matrix_parameter(cfg.d_mlp, cfg.d_model, cfg.dtype)
-        self.b_out = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
-        self.act_fn = resolve_activation(cfg.act_fn)
+    def __init__(self, cfg: ConfigOrDict):
+        super().__init__(cfg)
+        self.select_activation_function()
+        d_model, dtype = self.cfg.d_model, self.cfg.dtype
+        self.W_in = matrix_parameter(d_model, self.d_mlp, dtype)
+        self.W_gate = matrix_parameter(d_model, self.d_mlp, dtype)
+        self.b_in = nn.Parameter(torch.zeros(self.d_mlp, dtype=dtype))
+        self.W_out = matrix_parameter(self.d_mlp, d_model, dtype)
+        self.b_out = nn.Parameter(torch.zeros(d_model, dtype=dtype))
         self.hook_pre = HookPoint()
         self.hook_pre_linear = HookPoint()
         self.hook_post = HookPoint()
@@ -35,7 +34,7 @@ class GatedMLP(nn.Module):
         same shape."""
         pre = self.hook_pre(linear(x, self.W_gate.T))
         pre_linear = self.hook_pre_linear(linear(x, self.W_in.T))
-        post = self.act_fn(pre) * pre_linear
+        post = self._activate(pre) * pre_linear
         b_in = unless_zero(self.b_in)
         post = self.hook_post(post if b_in is None else post + b_in)
         return linear(post, self.W_out.T, unless_zero(self.b_out))
