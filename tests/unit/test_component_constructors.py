@@ -76,10 +76,6 @@ def test_component_built_from_a_dict_has_a_config_and_the_same_parameters(name):
     assert shapes == {key: tuple(value.shape) for key, value in from_config.state_dict().items()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attention.py and unembed.py do not unwrap a dict config yet (edited elsewhere)",
-)
 @pytest.mark.parametrize("build", [lambda cfg: Attention(cfg), lambda cfg: Unembed(cfg)])
 def test_attention_and_unembed_accept_a_dict(build):
     assert isinstance(build(fields()).cfg, HookedTransformerConfig)

@@ -39,7 +39,7 @@ from transformer_lens.components.rms_norm import RMSNorm
 from transformer_lens.components.rotary import apply_rotary, rotary_tables
 from transformer_lens.FactoredMatrix import FactoredMatrix
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.HookedTransformerConfig import ConfigOrDict, HookedTransformerConfig
 from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCacheEntry
 
 # Shared by every head, or one copy per head; the three inputs may differ in head count.
@@ -115,9 +115,9 @@ def broadcast_heads(
 class Attention(nn.Module):
     """Attention with keys/values stored per head as W_K, W_V, b_K, b_V (classic layout)."""
 
-    def __init__(self, cfg: HookedTransformerConfig, attn_type: str = "global", layer_id: int = 0):
+    def __init__(self, cfg: ConfigOrDict, attn_type: str = "global", layer_id: int = 0):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = HookedTransformerConfig.unwrap(cfg)
         self.attn_type = attn_type
         self.layer_id = layer_id
         n_heads, d_model, d_head = cfg.n_heads, cfg.d_model, cfg.d_head

@@ -8,7 +8,7 @@ from transformer_lens.components._bias import unless_zero
 from transformer_lens.components._layout import matrix_parameter
 from transformer_lens.components._linear import linear
 from transformer_lens.components.embed import Embed
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.HookedTransformerConfig import ConfigOrDict, HookedTransformerConfig
 
 
 def _row_major_is_faster(dtype: torch.dtype, device: torch.device) -> bool:
@@ -22,9 +22,9 @@ def _row_major_is_faster(dtype: torch.dtype, device: torch.device) -> bool:
 class Unembed(nn.Module):
     """Unembedding W_U [d_model, d_vocab_out] and bias b_U [d_vocab_out]."""
 
-    def __init__(self, cfg: HookedTransformerConfig):
+    def __init__(self, cfg: ConfigOrDict):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = HookedTransformerConfig.unwrap(cfg)
         if _row_major_is_faster(cfg.dtype, torch.device("cpu")):  # built on the CPU
             self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab_out, dtype=cfg.dtype))
         else:
