@@ -137,3 +137,25 @@ def test_easy_transformer_names_are_the_hooked_classes():
     assert tl.EasyTransformerConfig is HookedTransformerConfig
     assert tl.EasyTransformerKeyValueCache is tl.HookedTransformerKeyValueCache
     assert tl.EasyTransformerKeyValueCacheEntry is tl.HookedTransformerKeyValueCacheEntry
+
+
+@pytest.mark.parametrize("fields", [GROUPED, GPT2_LIKE], ids=["grouped", "gpt2_like"])
+def test_backward_hooks_added_in_a_context_fire_after_it_with_autograd_gradients(fields):
+    # circuit-tracer's attribution: hooks inside model.hooks(), backward() after the exit.
+    model = build(fields)
+    names = ["blocks.0.hook_resid_mid", "blocks.1.attn.hook_z", "blocks.1.hook_resid_pre"]
+    kept, grads = {}, {}
+    fwd = [(n, lambda t, hook: kept.setdefault(hook.name, t)) for n in names]
+    bwd = [(n, lambda g, hook: grads.setdefault(hook.name, g.clone())) for n in names]
+    embed_input = model.W_E[TOKENS].detach().requires_grad_(True)
+
+    def leaf_embedding(t, hook):
+        return embed_input
+
+    with model.hooks(fwd_hooks=[("hook_embed", leaf_embedding), *fwd], bwd_hooks=bwd):
+        target = model(TOKENS)[0, -1, 3]
+    expected = torch.autograd.grad(target, [kept[n] for n in names], retain_graph=True)
+    target.backward()
+    for name, gradient in zip(names, expected, strict=True):
+        assert gradient.abs().sum() > 0, name
+        torch.testing.assert_close(grads[name], gradient, rtol=0, atol=0, msg=name)
