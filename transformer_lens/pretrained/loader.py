@@ -12,14 +12,13 @@ import torch
 
 from transformer_lens._tokenizer_loading import load_tokenizer
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig, resolve_dtype
-from transformer_lens.pretrained import official_models, sources
+from transformer_lens.pretrained import hub, official_models, sources
 from transformer_lens.pretrained.convert import config_fields, plan_state_dict
+from transformer_lens.pretrained.name_hints import looks_like_repo_id, unknown_model_error
 from transformer_lens.pretrained.processing import ProcessingFlags, stream_and_process
 from transformer_lens.pretrained.registry import adapter_for
 
 _REJECTED_KWARGS = ("load_in_8bit", "load_in_4bit", "quantization_config")
-# Passed on to the hub download of an official checkpoint.
-_HUB_KWARGS = ("revision", "cache_dir", "token")
 
 
 def load_pretrained(
@@ -52,7 +51,7 @@ def load_pretrained(
         raise ValueError(f"Quantised loading is not supported: {rejected}")
     dtype = resolve_dtype(from_pretrained_kwargs.pop("torch_dtype", dtype))
     hub_kwargs = {
-        k: from_pretrained_kwargs.pop(k) for k in _HUB_KWARGS if k in from_pretrained_kwargs
+        k: from_pretrained_kwargs.pop(k) for k in hub.HUB_KWARGS if k in from_pretrained_kwargs
     }
     unknown = sorted(k for k in from_pretrained_kwargs if k not in _REJECTED_KWARGS)
     if unknown:
@@ -61,11 +60,11 @@ def load_pretrained(
         raise NotImplementedError(
             "Training checkpoints are not supported for this model family yet"
         )
-    hf_config, location = _resolve(model_name, hf_model)
+    hf_config, location = _resolve(model_name, hf_model, hub_kwargs)
     if hf_model is None and location is None:
         # An official name: the checkpoint's own config.json, not our table, describes the
         # weights we are about to read (the table is for resolving names offline).
-        location = _snapshot(official_models.get_official_model_name(model_name), hub_kwargs)
+        location = hub.snapshot(official_models.get_official_model_name(model_name), hub_kwargs)
         hf_config, _ = _resolve(location, None)
     cfg = get_pretrained_model_config(
         model_name,
@@ -123,13 +122,9 @@ def get_pretrained_model_config(
     **kwargs: Any,
 ) -> HookedTransformerConfig:
     """Our config for a model name (official, alias or path) or a given HF config."""
-    if hf_cfg is None:
-        hf_cfg, _ = _resolve(model_name, None)
-    hf_cfg = _with_architecture(hf_cfg, model_name)
-    fields = config_fields(adapter_for(hf_cfg), hf_cfg)
+    fields = config_dict(model_name, hf_cfg)
     fields.update(
         model_name=model_name.rstrip("/").split("/")[-1],
-        tokenizer_name=_official_or_none(model_name) or model_name,
         init_weights=False,
         device=device,
         n_devices=n_devices,
@@ -159,6 +154,17 @@ def get_pretrained_model_config(
     return HookedTransformerConfig(**fields)
 
 
+def config_dict(model_name: str, hf_cfg: Any = None) -> dict[str, Any]:
+    """The family adapter's config fields for a model name (official, alias or directory)
+    or a given HF config, with original_architecture and tokenizer_name."""
+    if hf_cfg is None:
+        hf_cfg, _ = _resolve(model_name, None)
+    hf_cfg = _with_architecture(hf_cfg, model_name)
+    fields = config_fields(adapter_for(hf_cfg), hf_cfg)
+    fields["tokenizer_name"] = _official_or_none(model_name) or model_name
+    return fields
+
+
 def _with_architecture(hf_cfg: Any, model_name: str) -> Any:
     """An HF config (or classic dict of one) that names its architecture: configs built in
     code have none, and then the official model of that name says which it is."""
@@ -186,7 +192,9 @@ def _official_or_none(model_name: str) -> str | None:
         return None
 
 
-def _resolve(model_name: str, hf_model: Any) -> tuple[Any, str | None]:
+def _resolve(
+    model_name: str, hf_model: Any, hub_kwargs: dict[str, Any] | None = None
+) -> tuple[Any, str | None]:
     """(HF config, local directory or None). No network call when hf_model or a path is given."""
     official = _official_or_none(model_name)
     if hf_model is not None:
@@ -203,11 +211,20 @@ def _resolve(model_name: str, hf_model: Any) -> tuple[Any, str | None]:
 
         return AutoConfig.from_pretrained(model_name, local_files_only=True), model_name
     if official is None:
-        if os.path.sep in model_name or model_name.startswith("."):
-            raise FileNotFoundError(f"No such model directory: {model_name!r}")
-        official_models.get_official_model_name(model_name)  # raises, listing known names
+        _raise_unknown(model_name, hub_kwargs or {})
     assert official is not None
     return official_models.official_hf_config(official), None
+
+
+def _raise_unknown(model_name: str, hub_kwargs: dict[str, Any]) -> None:
+    """A path that does not exist, or a name that is not official: say what works."""
+    looks_like_path = os.path.sep in model_name or model_name.startswith(".")
+    if looks_like_path and not looks_like_repo_id(model_name):
+        raise FileNotFoundError(f"No such model directory: {model_name!r}")
+    try:
+        official_models.get_official_model_name(model_name)
+    except ValueError as error:
+        raise unknown_model_error(model_name, hub_kwargs) from error
 
 
 def _warn_if_not_official(official: str, hf_config: Any) -> None:
@@ -232,24 +249,8 @@ def _directory_source(
     model_name: str, location: str | None, hub_kwargs: dict[str, Any]
 ) -> sources.TensorSource:
     if location is None:
-        location = _snapshot(official_models.get_official_model_name(model_name), hub_kwargs)
+        location = hub.snapshot(official_models.get_official_model_name(model_name), hub_kwargs)
     return sources.from_directory(location)
-
-
-def _snapshot(official: str, hub_kwargs: dict[str, Any]) -> str:
-    """A local directory with the official checkpoint: the Hugging Face cache first (works
-    offline), else a download."""
-    from huggingface_hub import snapshot_download
-
-    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model"]
-    try:
-        return str(
-            snapshot_download(
-                official, allow_patterns=patterns, local_files_only=True, **hub_kwargs
-            )
-        )
-    except Exception:
-        return str(snapshot_download(official, allow_patterns=patterns, **hub_kwargs))
 
 
 def _load_tokenizer(name_or_path: str | None, local_only: bool) -> Any:

@@ -14,14 +14,42 @@ MODEL_ALIASES: dict[str, list[str]] = {name: list(m.aliases) for name, m in OFFI
 DEFAULT_MODEL_ALIASES: list[str] = [
     m.aliases[0] if m.aliases else n for n, m in OFFICIAL_MODELS.items()
 ]
+# Classic's names for the original LLaMA weights, which were never on the hub: they load
+# only through hf_model=.
+NON_HF_HOSTED_MODEL_NAMES: list[str] = [
+    "llama-7b-hf",
+    "llama-13b-hf",
+    "llama-30b-hf",
+    "llama-65b-hf",
+]
+# Name prefixes of the models for which classic sets trust_remote_code=True.
+NEED_REMOTE_CODE_MODELS: tuple[str, ...] = (
+    "bigcode/santacoder",
+    "Qwen/Qwen-",
+    "Qwen/Qwen3-",
+    "microsoft/phi-2",
+    "microsoft/Phi-3-mini-4k-instruct",
+    "microsoft/phi-4",
+    "openai/gpt-oss-",
+    "swiss-ai/Apertus-",
+)
+
+
+def make_model_alias_map() -> dict[str, str]:
+    """Every lower-cased official name and alias -> its official name."""
+    alias_map: dict[str, str] = {}
+    for official, model in OFFICIAL_MODELS.items():
+        for alias in model.aliases:
+            alias_map[alias.lower()] = official
+        alias_map[official.lower()] = official
+    return alias_map
 
 
 def get_official_model_name(model_name: str) -> str:
     """Case-insensitive lookup over official names and aliases."""
-    wanted = model_name.lower()
-    for official, model in OFFICIAL_MODELS.items():
-        if wanted == official.lower() or wanted in (alias.lower() for alias in model.aliases):
-            return official
+    official = make_model_alias_map().get(model_name.lower())
+    if official is not None:
+        return official
     raise ValueError(
         f"{model_name!r} is not an official model name or alias; known names: {OFFICIAL_MODEL_NAMES}"
     )
