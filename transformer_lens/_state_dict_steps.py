@@ -6,9 +6,9 @@ Each returns a new state dict and leaves the model (its weights, norms and cfg) 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from transformer_lens import weight_processing
 
@@ -55,4 +55,4 @@ class StateDictStepsMixin:
         current weights (a warning for weights other than biases)."""
         from transformer_lens.loading_from_pretrained import fill_missing_keys
 
-        return fill_missing_keys(self, state_dict)
+        return fill_missing_keys(cast(nn.Module, self), state_dict)

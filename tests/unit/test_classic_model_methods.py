@@ -109,3 +109,11 @@ def test_fold_layer_norm_keeps_the_log_probs_of_an_lnpre_model():
     torch.testing.assert_close(
         pre(TOKENS).log_softmax(-1), model(TOKENS).log_softmax(-1), rtol=0, atol=1e-5
     )
+
+
+def test_fill_missing_keys_fills_from_the_models_own_weights():
+    model = build(GPT2_LIKE)
+    partial = {k: v for k, v in model.state_dict().items() if not k.startswith("blocks.1.")}
+    filled = model.fill_missing_keys(partial)
+    assert set(filled) == set(model.state_dict())
+    assert torch.equal(filled["blocks.1.attn.W_Q"], model.blocks[1].attn.W_Q)
