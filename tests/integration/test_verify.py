@@ -13,7 +13,8 @@ from tests.helpers import randomize_norms, tiny_gemma_config
 from tests.tokenizers import make_bos_adding_tokenizer
 from transformer_lens import HookedTransformer
 from transformer_lens.cli import EXIT_ERROR, EXIT_FAILED, EXIT_PASSED, main
-from transformer_lens.verification import VerifyOptions, verify
+from transformer_lens.verification import VerifyOptions, checks, verify
+from transformer_lens.verification.reference import load_reference
 
 EXPECTED_CHECKS = {
     "logits vs HF: max |diff|",
@@ -26,7 +27,7 @@ EXPECTED_CHECKS = {
     "attn_result on vs off",
     "hook_mlp_in on vs off",
     "ungrouped vs grouped",
-    "eager vs fused attention",
+    "fused (opt-in) vs eager attention",
     "processed vs unprocessed (log-probs)",
     "forward time: Hugging Face (eager attention)",
     "forward time: HookedTransformer",
@@ -191,3 +192,36 @@ def test_a_missing_device_is_an_error_naming_it(gemma_dir, capsys):
     assert "CUDA is not available" in capsys.readouterr().err
     assert main(["verify", str(gemma_dir), "--device", "gpu9", "--no-progress"]) == EXIT_ERROR
     assert "is not a torch device" in capsys.readouterr().err
+
+
+def test_fused_row_runs_the_opt_in_kernel_and_every_other_row_eager(gemma_dir, monkeypatch):
+    """Eager is the default path; the fused row must be the only one that turns fused on."""
+    seen: dict[str, bool] = {}
+    compare = checks.mode_vs_plain
+
+    def spy(model, prompts, plain, check, rtol, hooks=None):
+        seen[check] = model.cfg.use_fused_attention
+        return compare(model, prompts, plain, check, rtol, hooks)
+
+    monkeypatch.setattr(checks, "mode_vs_plain", spy)
+    report = verify(VerifyOptions(model=str(gemma_dir), progress=False))
+    assert report.passed
+    assert seen.pop("fused (opt-in) vs eager attention") is True
+    assert seen and not any(seen.values())
+
+
+def test_prompts_of_one_length_run_as_one_batch(capsys):
+    """Random-weight prompts share a length and run batched; every prompt is still reported."""
+    status, report = run_json(capsys, "pythia-70m", "--layers", "1")
+    assert status == EXIT_PASSED
+    assert len(report["prompts"]) == 3 and {len(p) for p in report["prompts"]} == {12}
+    assert len({tuple(p) for p in report["prompts"]}) == 3
+
+
+def test_random_reference_initialises_every_parameter():
+    """Torch's default init is skipped while the model is built: HF's init must still
+    reach every parameter (an untouched one would read as zeros or garbage)."""
+    reference = load_reference("pythia-70m", True, 1, torch.float32, "cpu")
+    for name, parameter in reference.hf_model.named_parameters():
+        assert torch.isfinite(parameter).all(), name
+        assert float(parameter.detach().std()) > 1e-3, name

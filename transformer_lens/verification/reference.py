@@ -190,8 +190,12 @@ def _random(
     )
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
-    with _quiet():
+    with _quiet(), _torch_init_skipped():
         hf_model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    # One pass of the model's own initialiser over every parameter: the modules' torch
+    # defaults, which `from_config` would run first and HF's init then overwrites, cost
+    # more than half a minute on two cores at official width.
+    hf_model.init_weights()
     with torch.no_grad():
         for parameter in hf_model.parameters():
             if parameter.ndim == 1:
@@ -204,6 +208,19 @@ def _random(
         else f"random weights, {described}"
     )
     return Reference(hf_model.to(device).eval(), None, official, full, origin)
+
+
+@contextlib.contextmanager
+def _torch_init_skipped() -> Iterator[None]:
+    """Build modules without torch's default initialisation (and without HF's, which the
+    caller runs once afterwards); transformers without this helper initialise twice."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        yield
+        return
+    with no_init_weights():
+        yield
 
 
 @contextlib.contextmanager
