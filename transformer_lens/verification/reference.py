@@ -194,7 +194,9 @@ def _random(
         hf_model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     # One pass of the model's own initialiser over every parameter: the modules' torch
     # defaults, which `from_config` would run first and HF's init then overwrites, cost
-    # more than half a minute on two cores at official width.
+    # more than half a minute on two cores at official width. Tied first, so that a tied
+    # lm_head (256000 x 2048 for Gemma) is neither initialised nor touched on its own.
+    hf_model.tie_weights()
     hf_model.init_weights()
     with torch.no_grad():
         for parameter in hf_model.parameters():
