@@ -172,10 +172,11 @@ def mode_vs_plain(
 
 
 def timed_ms(forward: Callable[[], object], repeats: int = 3) -> float:
-    """Median wall time of a forward, in milliseconds. The caller runs it on a model that
-    has already run (the comparisons come first), so no warm-up run is spent."""
+    """Median wall time of a forward, in milliseconds, after one warm-up run (the
+    comparisons ran batched prompts: the first single-prompt run allocates anew)."""
     times = []
     with torch.no_grad():
+        forward()
         for _ in range(repeats):
             _synchronize()
             start = time.perf_counter()
