@@ -8,23 +8,30 @@ key/value head), n_heads on multi-head or ungrouped models. Patching key/value h
 grouped model changes what every query head in its group (h // group_size == j) reads.
 
 pandas is optional: `index_df` takes any DataFrame-like object with `columns` and
-`to_numpy()`, and only `return_index_df` without an `index_df` imports pandas.
+`to_numpy()`; only `make_df_from_ranges` and `return_index_df` without an `index_df`
+import pandas.
 """
 
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from transformer_lens._utils_optional import import_optional
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.utils import get_act_name
 
-PatchSetter = Callable[[Tensor, Sequence[int], Tensor], Tensor]
+Logits = Tensor
+CorruptedActivation = Tensor
+PatchedActivation = Tensor
+# Classic's axis names, plus kv_head_index for the key/value heads of grouped models.
+AxisNames = Literal["layer", "pos", "head_index", "head", "src_pos", "dest_pos", "kv_head_index"]
+PatchSetter = Callable[[CorruptedActivation, Sequence[int], Tensor], PatchedActivation]
 Metric = Callable[[Tensor], Any]
 PatchFunction = Callable[[Any, Tensor, Any, Metric], Tensor]
 
@@ -146,14 +153,20 @@ def _patched_metric(run: _PatchRun, index: tuple[int, ...]) -> float:
 
 
 def _pandas() -> Any:
-    try:
-        import pandas
-    except ImportError as error:
-        raise ImportError(
-            "return_index_df without index_df builds a pandas DataFrame, and pandas is not "
-            "installed (transformer_lens does not depend on it): pip install pandas"
-        ) from error
-    return pandas
+    return import_optional("pandas", "return_index_df without index_df (a pandas DataFrame)")
+
+
+def make_df_from_ranges(column_max_ranges: Sequence[int], column_names: Sequence[str]) -> Any:
+    """A pandas DataFrame of every index combination: column i runs over
+    range(column_max_ranges[i]), rows in itertools.product order (last column fastest).
+    Such a frame is what generic_activation_patch takes as index_df."""
+    if len(column_max_ranges) != len(column_names):
+        raise ValueError(
+            f"{len(column_max_ranges)} ranges for {len(column_names)} columns {list(column_names)}"
+        )
+    pandas = import_optional("pandas", "make_df_from_ranges")
+    rows = list(itertools.product(*(range(size) for size in column_max_ranges)))
+    return pandas.DataFrame(rows, columns=list(column_names))
 
 
 # ---------------------------------------------------------------------------- patch setters

@@ -1,4 +1,5 @@
-"""Public helpers: hook-name shorthand, slicing, losses, sampling and small tensor tools."""
+"""Public helpers: hook-name shorthand, slicing, losses, sampling and small tensor tools, plus
+classic's other helpers, re-exported from the private `_utils_*` modules that hold them."""
 
 import math
 import re
@@ -10,15 +11,55 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from transformer_lens._utils_data import get_dataset as get_dataset
+from transformer_lens._utils_data import keep_single_column as keep_single_column
+from transformer_lens._utils_data import tokenize_and_concatenate as tokenize_and_concatenate
+from transformer_lens._utils_defaults import USE_DEFAULT_VALUE as USE_DEFAULT_VALUE
+from transformer_lens._utils_defaults import LocallyOverridenDefaults as LocallyOverridenDefaults
+from transformer_lens._utils_defaults import get_nested_attr as get_nested_attr
+from transformer_lens._utils_defaults import (
+    override_or_use_default_value as override_or_use_default_value,
+)
+from transformer_lens._utils_defaults import set_nested_attr as set_nested_attr
+from transformer_lens._utils_hub import CACHE_DIR as CACHE_DIR
+from transformer_lens._utils_hub import clear_huggingface_cache as clear_huggingface_cache
+from transformer_lens._utils_hub import download_file_from_hf as download_file_from_hf
+from transformer_lens._utils_hub import is_library_available as is_library_available
+from transformer_lens._utils_hub import select_compatible_kwargs as select_compatible_kwargs
+from transformer_lens._utils_init import calc_fan_in_and_fan_out as calc_fan_in_and_fan_out
+from transformer_lens._utils_init import init_kaiming_normal_ as init_kaiming_normal_
+from transformer_lens._utils_init import init_kaiming_uniform_ as init_kaiming_uniform_
+from transformer_lens._utils_init import init_xavier_normal_ as init_xavier_normal_
+from transformer_lens._utils_init import init_xavier_uniform_ as init_xavier_uniform_
+from transformer_lens._utils_prompt import test_prompt as test_prompt
+from transformer_lens._utils_tensors import check_structure as check_structure
+from transformer_lens._utils_tensors import get_cumsum_along_dim as get_cumsum_along_dim
+from transformer_lens._utils_tensors import is_lower_triangular as is_lower_triangular
+from transformer_lens._utils_tensors import is_square as is_square
+from transformer_lens._utils_tensors import print_gpu_mem as print_gpu_mem
+from transformer_lens._utils_tensors import (
+    repeat_along_head_dimension as repeat_along_head_dimension,
+)
+from transformer_lens._utils_tensors import warn_if_mps as warn_if_mps
+from transformer_lens._utils_tokens import get_attention_mask as get_attention_mask
+from transformer_lens._utils_tokens import (
+    get_input_with_manually_prepended_bos as get_input_with_manually_prepended_bos,
+)
+from transformer_lens._utils_tokens import get_offset_position_ids as get_offset_position_ids
+from transformer_lens._utils_tokens import get_tokenizer_with_bos as get_tokenizer_with_bos
+from transformer_lens._utils_tokens import (
+    get_tokens_with_bos_removed as get_tokens_with_bos_removed,
+)
 from transformer_lens.activation_functions import gelu_fast as gelu_fast
 from transformer_lens.activation_functions import gelu_new as gelu_new
 from transformer_lens.activation_functions import gelu_pytorch_tanh as gelu_pytorch_tanh
 from transformer_lens.activation_functions import solu as solu
 from transformer_lens.activation_functions import xielu as xielu
 from transformer_lens.FactoredMatrix import FactoredMatrix
+from transformer_lens.utilities.activation_functions import SUPPORTED_ACTIVATIONS
 
-USE_DEFAULT_VALUE = None
-"""Sentinel for "use the model's default" in arguments such as prepend_bos and padding_side."""
+ACTIVATION_FN_DICT = SUPPORTED_ACTIVATIONS
+"""act_fn name -> activation function (the table of `transformer_lens.utilities`)."""
 
 AttentionMask = Int[Tensor, "batch pos"] | Bool[Tensor, "batch pos"]
 
@@ -88,7 +129,14 @@ def get_act_name(name: str, layer: int | None = None, layer_type: str | None = N
 # ---------------------------------------------------------------------------- slicing
 
 SliceInput = (
-    None | int | tuple[int | None, ...] | slice | list[int] | np.ndarray | Int[Tensor, " index"]
+    None
+    | int
+    | np.integer
+    | tuple[int | None, ...]
+    | slice
+    | list[int]
+    | np.ndarray
+    | Int[Tensor, "*index"]
 )
 """What `Slice` accepts: an int, a (start, stop[, step]) tuple, a slice, an index list,
 array or tensor, or None for everything."""
@@ -117,9 +165,16 @@ class Slice:
             self.slice, self.mode = slice(*input_slice), "slice"
         else:
             index = torch.as_tensor(input_slice).detach().cpu().long()
-            if index.ndim != 1:
-                raise ValueError(f"An index array for Slice must be 1-D, got shape {index.shape}")
-            self.slice, self.mode = index, "array"
+            if index.ndim == 0:
+                # A 0-d tensor or a numpy scalar names one position, like the int it holds;
+                # classic accepted these too and dropped the axis.
+                self.slice, self.mode = int(index), "int"
+            elif index.ndim == 1:
+                self.slice, self.mode = index, "array"
+            else:
+                raise ValueError(
+                    f"An index array for Slice must be 0-D or 1-D, got shape {tuple(index.shape)}"
+                )
 
     def __repr__(self) -> str:
         return f"Slice({self.slice!r})"
@@ -262,17 +317,17 @@ def _keep_top_p(
 # ---------------------------------------------------------------------------- tensor tools
 
 
-def to_numpy(x: Tensor | np.ndarray | list | tuple | int | float | bool) -> np.ndarray:
-    """Convert a tensor, array, (nested) list or number to a numpy array."""
-    if isinstance(x, Tensor):
-        x = x.detach().cpu()
+def to_numpy(tensor: Tensor | np.ndarray | list | tuple | int | float | bool | str) -> np.ndarray:
+    """Convert a tensor, array, (nested) list, number or string to a numpy array."""
+    if isinstance(tensor, Tensor):
+        tensor = tensor.detach().cpu()
         # numpy has no bfloat16.
-        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
-    if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, list | tuple | int | float | bool):
-        return np.array(x)
-    raise ValueError(f"Cannot convert {type(x).__name__} to a numpy array")
+        return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+    if isinstance(tensor, np.ndarray):
+        return tensor
+    if isinstance(tensor, list | tuple | int | float | bool | str):
+        return np.array(tensor)
+    raise ValueError(f"Cannot convert {type(tensor).__name__} to a numpy array")
 
 
 def get_device() -> torch.device:
@@ -328,98 +383,3 @@ def get_corner(tensor: Any, n: int = 3) -> Any:
     if not isinstance(tensor, Tensor):
         return tensor.get_corner(n)
     return tensor[tuple(slice(n) for _ in tensor.shape)]
-
-
-# ---------------------------------------------------------------------------- tokenizer helpers
-
-
-def get_attention_mask(
-    tokenizer: Any, tokens: Int[Tensor, "batch pos"], prepend_bos: bool
-) -> Int[Tensor, "batch pos"]:
-    """1 for real tokens and 0 for padding.
-
-    Padding is the run of pad tokens at the start of each row when any row starts with one
-    (left padding), else the run at the end; pad ids elsewhere (e.g. an EOS that doubles as
-    pad) stay real. When the pad token is also BOS and BOS was prepended, each row's BOS
-    is real.
-    """
-    if tokenizer is None:
-        return torch.ones_like(tokens)
-    is_pad = tokens == tokenizer.pad_token_id
-    if prepend_bos and tokenizer.bos_token_id == tokenizer.pad_token_id:
-        is_pad &= ~_bos_positions(is_pad, getattr(tokenizer, "padding_side", "right"))
-    is_real = (~is_pad).long()
-    if is_pad[:, 0].any():
-        return (is_real.cumsum(dim=1) > 0).long()
-    return (is_real.flip(1).cumsum(dim=1).flip(1) > 0).long()
-
-
-def _bos_positions(
-    is_pad: Bool[Tensor, "batch pos"], padding_side: str
-) -> Bool[Tensor, "batch pos"]:
-    """Where each row's BOS sits when BOS shares the pad id: just before its first other token."""
-    has_real = (~is_pad).any(dim=1)
-    first_real = (~is_pad).long().argmax(dim=1)
-    # A row holding only BOS and pads: BOS is the last token under left padding, else the first.
-    only_bos = is_pad.shape[1] - 1 if padding_side == "left" else 0
-    bos = torch.where(has_real, (first_real - 1).clamp(min=0), only_bos)
-    return F.one_hot(bos, is_pad.shape[1]).bool()
-
-
-def test_prompt(
-    prompt: str,
-    answer: str,
-    model: Any,
-    prepend_space_to_answer: bool = True,
-    print_details: bool = True,
-    prepend_bos: bool | None = USE_DEFAULT_VALUE,
-    top_k: int = 10,
-) -> None:
-    """Print how highly the model ranks each token of `answer` after `prompt`.
-
-    Its output is the point of this function, so it prints rather than logs.
-    """
-    if prepend_space_to_answer and not answer.startswith(" "):
-        answer = " " + answer
-    prompt_tokens = model.to_tokens(prompt, prepend_bos=prepend_bos)
-    answer_tokens = model.to_tokens(answer, prepend_bos=False)
-    tokens = torch.cat([prompt_tokens, answer_tokens.to(prompt_tokens.device)], dim=1)
-    answer_str_tokens = model.to_str_tokens(answer, prepend_bos=False)
-    if print_details:
-        print("Tokenized prompt:", model.to_str_tokens(prompt, prepend_bos=prepend_bos))
-        print("Tokenized answer:", answer_str_tokens)
-    logits = remove_batch_dim(model(tokens)).float()
-    ranks = []
-    for offset, answer_str_token in enumerate(answer_str_tokens):
-        position = prompt_tokens.shape[1] + offset - 1
-        answer_token = int(tokens[0, position + 1])
-        rank = _print_token_prediction(model, logits[position], answer_token, print_details, top_k)
-        ranks.append((answer_str_token, rank))
-    print(f"Ranks of the answer tokens: {ranks}")
-
-
-test_prompt.__test__ = False  # type: ignore[attr-defined]  # pytest would collect it on import
-
-
-def _print_token_prediction(
-    model: Any,
-    logits: Float[Tensor, " d_vocab"],
-    answer_token: int,
-    print_details: bool,
-    top_k: int,
-) -> int:
-    """Print the answer token's rank, logit and probability and the top_k tokens; return the rank."""
-    probs = logits.softmax(dim=-1)
-    order = logits.argsort(descending=True)
-    rank = int((order == answer_token).nonzero()[0, 0])
-    if print_details:
-        print(
-            f"Performance on answer token:\nRank: {rank: <8} Logit: {logits[answer_token]:5.2f}"
-            f" Prob: {probs[answer_token]:6.2%} Token: |{model.to_single_str_token(answer_token)}|"
-        )
-        for i, token in enumerate(order[:top_k].tolist()):
-            print(
-                f"Top {i}th token. Logit: {logits[token]:5.2f} Prob: {probs[token]:6.2%}"
-                f" Token: |{model.to_single_str_token(token)}|"
-            )
-    return rank
