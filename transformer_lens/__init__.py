@@ -1,6 +1,6 @@
 """transformer_lens: the classic HookedTransformer API, correct on grouped-query attention."""
 
-from transformer_lens import loading_from_pretrained, patching, utils
+from transformer_lens import factories, loading_from_pretrained, patching, utilities, utils
 from transformer_lens import loading_from_pretrained as loading
 from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.FactoredMatrix import FactoredMatrix
@@ -34,8 +34,10 @@ __all__ = [
     "HookedTransformerKeyValueCache",
     "HookedTransformerKeyValueCacheEntry",
     "__version__",
+    "factories",
     "loading",
     "loading_from_pretrained",
     "patching",
+    "utilities",
     "utils",
 ]
