@@ -307,15 +307,23 @@ class HookedTransformer(
         refactor_factored_attn_matrices: bool = False,
     ) -> None:
         """Process the model's own weights in place with the given steps (see
-        `from_pretrained`); value biases are always folded."""
-        self.load_and_process_state_dict(
-            self.state_dict(),
+        `from_pretrained`); value biases are always folded. A float32 model on the CPU is
+        processed a piece at a time (a layer, a block of the vocabulary), with little memory
+        beyond its own; others through one processed copy of the state dict."""
+        from transformer_lens.pretrained.in_place import can_process_in_place, process_in_place
+        from transformer_lens.pretrained.processing import ProcessingFlags, load_and_process
+
+        flags = ProcessingFlags(
             fold_ln=fold_ln,
             center_writing_weights=center_writing_weights,
             center_unembed=center_unembed,
             fold_value_biases=True,
             refactor_factored_attn_matrices=refactor_factored_attn_matrices,
         )
+        if can_process_in_place(self):
+            process_in_place(self, flags)
+        else:
+            load_and_process(self, self.state_dict(), flags)
 
     def _rebuild_norms(self) -> None:
         """Swap norm modules after cfg.normalization_type changed (fold_ln), keeping devices."""

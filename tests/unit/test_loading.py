@@ -636,6 +636,36 @@ def test_weights_from_hf_model_share_no_memory_with_it(hf_gemma, processed):
     assert shared == []
 
 
+def test_verify_s_shared_load_aliases_the_hf_model_s_matrices(hf_gemma):
+    """share_hf_tensors (verify's option): every weight the model takes as it is, in the
+    same layout, is the HF tensor itself; what the transform changes (Gemma's scaled W_E,
+    its 1 + w norms) is computed; and the forward is HF's, bit for bit (W_U keeps HF's
+    layout, so the unembedding runs HF's very matmul)."""
+    from transformer_lens.pretrained.loader import load_pretrained
+
+    copied = HookedTransformer.from_pretrained_no_processing("google/gemma-2b", hf_model=hf_gemma)
+    shared = load_pretrained(
+        HookedTransformer,
+        "google/gemma-2b",
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=False,
+        hf_model=hf_gemma,
+        share_hf_tensors=True,
+    )
+    theirs = {p.untyped_storage().data_ptr() for p in hf_gemma.parameters()}
+    aliased = {n for n, p in shared.named_parameters() if p.untyped_storage().data_ptr() in theirs}
+    matrices = {n for n, _ in shared.named_parameters() if ".W_" in n or "._W_" in n}
+    matrices.remove("embed.W_E")  # scaled: a new tensor
+    assert matrices and aliased == matrices
+    assert_layouts_feed_the_matmuls(shared)
+    tokens = torch.arange(10)[None] % shared.cfg.d_vocab
+    assert torch.equal(shared(tokens), hf_gemma(tokens).logits)
+    # A copying load stores W_U row-major (faster on CPU in float32): within rounding.
+    torch.testing.assert_close(copied(tokens), shared(tokens), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("processed", [True, False], ids=["processed", "unprocessed"])
 def test_parameters_loaded_from_a_directory_own_distinct_memory(checkpoint_dir, processed):
     """Adopting processed tensors (or mapping the file) never makes two parameters alias."""

@@ -42,8 +42,13 @@ def load_pretrained(
     first_n_layers: int | None = None,
     n_ctx: int | None = None,
     progress_bar: bool = False,
+    *,
+    share_hf_tensors: bool = False,
     **from_pretrained_kwargs: Any,
 ) -> Any:
+    """from_pretrained's work. `share_hf_tensors` (verify's, not part of from_pretrained's
+    documented options) makes unprocessed weights alias hf_model's tensors instead of
+    copies of them, so that the two models cost one model's memory."""
     if model_name.lower().startswith("t5"):
         raise RuntimeError("T5 is an encoder-decoder model; HookedTransformer is decoder-only")
     rejected = [k for k in _REJECTED_KWARGS if from_pretrained_kwargs.get(k)]
@@ -88,7 +93,7 @@ def load_pretrained(
         load_tokenizer=False,
     )
     if hf_model is not None:
-        source = sources.from_hf_model(hf_model)
+        source = sources.from_hf_model(hf_model, shared=share_hf_tensors)
     else:
         source = _directory_source(model_name, location, hub_kwargs)
     flags = ProcessingFlags(

@@ -25,14 +25,22 @@ class TensorSource:
         shape_of: Any = None,
         files: dict[str, SafetensorsFile] | None = None,
         private: bool = False,
+        shared: bool = False,
+        own: dict[str, Tensor] | None = None,
     ):
         self._getters = getters
         self._row_getters = row_getters
         self._shape_of = shape_of
         self._files = files or {}
-        # Whether the tensors it returns belong to nobody else (read or privately mapped
-        # from files), so that the model may keep them instead of copying them.
-        self.private = private
+        # Whether the model may keep the tensors it returns instead of copying them: they
+        # belong to nobody else (read or privately mapped from files), or are shared on
+        # purpose.
+        self.private = private or shared or own is not None
+        # In-memory tensors the model may alias as they are (verify's reference model):
+        # `mapped` hands them out as a file source hands out views of its pages.
+        self._shared = shared or own is not None
+        # A model's own weights (process_weights_): released tensors are dropped.
+        self._own = own
         self._stack = stack or ExitStack()
 
     def keys(self) -> list[str]:
@@ -60,7 +68,10 @@ class TensorSource:
     def mapped(self, key: str, dtype: torch.dtype) -> Tensor | None:
         """The tensor as a copy-on-write view of a safetensors file's pages, or None when
         the source cannot map it (an in-memory model, a .bin shard, another dtype,
-        unaligned data)."""
+        unaligned data). A shared in-memory source gives the tensor itself."""
+        if self._shared:
+            tensor = self.get(key)
+            return tensor if tensor.dtype == dtype else None
         file = self._files.get(key)
         if file is None or file.dtype(key) != dtype:
             return None
@@ -68,7 +79,12 @@ class TensorSource:
 
     def release(self, key: str, start: int = 0, stop: int | None = None) -> None:
         """Give back the memory that reading rows start:stop of a key took, once they have
-        been copied into the model (a no-op for sources that do not map files)."""
+        been copied into the model. A source over a model's own weights lets go of a whole
+        tensor, so that a weight replaced by its processed value is freed; other in-memory
+        sources keep theirs."""
+        if self._own is not None and start == 0 and stop is None:
+            self._own.pop(key, None)
+            return
         file = self._files.get(key)
         if file is not None:
             file.release(key, start, stop)
@@ -89,9 +105,18 @@ class TensorSource:
         self.close()
 
 
-def from_hf_model(hf_model: Any) -> TensorSource:
+def from_hf_model(hf_model: Any, shared: bool = False) -> TensorSource:
+    """The HF model's tensors. By default the model copies them; `shared` lets it alias
+    every one it can take as it is (no processing, same dtype and layout), so that editing
+    one model's weights edits the other's: for callers that hold both and drop one."""
     state_dict = hf_model.state_dict()
-    return TensorSource({key: state_dict.__getitem__ for key in state_dict})
+    return TensorSource({key: state_dict.__getitem__ for key in state_dict}, shared=shared)
+
+
+def from_own_weights(tensors: dict[str, Tensor]) -> TensorSource:
+    """A model's own (detached) parameters as the source of processing them in place:
+    shared, and each tensor is let go of once its piece is written back."""
+    return TensorSource({key: tensors.__getitem__ for key in tensors}, own=tensors)
 
 
 def from_directory(path: str) -> TensorSource:

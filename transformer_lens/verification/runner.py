@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from transformer_lens.HookedTransformer import HookedTransformer
 from transformer_lens.HookedTransformerConfig import resolve_dtype
+from transformer_lens.pretrained.loader import load_pretrained
 from transformer_lens.verification import checks
 from transformer_lens.verification.checks import Prompts, Row, Tokens
 from transformer_lens.verification.reference import Reference, load_reference
@@ -123,12 +124,20 @@ def _load_model(
                 first_n_layers=n_layers if n_layers != reference.full_layers else None,
                 progress_bar=show_progress,
             )
-        return HookedTransformer.from_pretrained_no_processing(
+        # The reference's own tensors, not copies: one model's memory for both (the
+        # processing row, which changes weights in place, runs after the reference is gone).
+        return load_pretrained(
+            HookedTransformer,
             reference.official or options.model,
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
+            fold_value_biases=False,
             hf_model=reference.hf_model,
             dtype=dtype,
             device=options.device,
             progress_bar=show_progress,
+            share_hf_tensors=True,
         )
 
 

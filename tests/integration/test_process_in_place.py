@@ -1,0 +1,91 @@
+"""process_weights_ on a float32 CPU model streams its own weights through the loader's
+pieces and writes them back in place: the result is that of processing the whole state
+dict (the path of load_and_process_state_dict), on every family row."""
+
+import copy
+import warnings
+
+import pytest
+import torch
+
+from tests.integration.family_rows import CASE_IDS, CASES, VOCAB, hf_model
+from transformer_lens import HookedTransformer
+from transformer_lens.pretrained import in_place, vocab_chunks
+
+BATCH, POS = 2, 11
+# center_unembed's mean over the vocabulary is summed block by block when streamed and in
+# one reduction when whole: float32 summation order, a few ulp of entries of size ~1.
+MEAN_ATOL = 1e-6
+
+
+@pytest.fixture(autouse=True)
+def _quiet_and_no_grad():
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # config differs from official; no tokenizer offline
+        yield
+
+
+def whole_state_dict_processed(model: HookedTransformer) -> HookedTransformer:
+    """A copy of the model processed through one processed copy of its state dict."""
+    other = copy.deepcopy(model)
+    other.load_and_process_state_dict(other.state_dict())
+    return other
+
+
+def assert_same_weights(streamed: HookedTransformer, whole: HookedTransformer) -> None:
+    actual, expected = streamed.state_dict(), whole.state_dict()
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(actual[key], value, atol=MEAN_ATOL, rtol=0, msg=key)
+
+
+@pytest.mark.parametrize(("row", "variant"), CASES, ids=CASE_IDS)
+def test_streamed_processing_gives_the_weights_of_whole_processing(row, variant, monkeypatch):
+    # Blocks of 7 vocabulary rows: many blocks, each read and rewritten in the same memory.
+    monkeypatch.setattr(vocab_chunks, "_BLOCK_BYTES", 7 * 4 * 64)
+    hf = hf_model(row, variant)
+    model = HookedTransformer.from_pretrained_no_processing(row.official_name, hf_model=hf)
+    assert in_place.can_process_in_place(model)
+    whole = whole_state_dict_processed(model)
+    tokens = torch.randint(0, VOCAB, (BATCH, POS), generator=torch.Generator().manual_seed(0))
+    expected = hf(tokens).logits.log_softmax(-1)
+    model.process_weights_()
+    assert model.cfg.normalization_type == whole.cfg.normalization_type
+    assert_same_weights(model, whole)
+    torch.testing.assert_close(model(tokens).log_softmax(-1), expected, atol=1e-4, rtol=0)
+
+
+def test_an_unembedding_of_its_own_is_rewritten_in_its_own_memory():
+    """No second vocabulary-sized matrix: W_U's processed rows go where its rows were."""
+    row, variant = next((r, v) for r, v in CASES if r.official_name == "google/gemma-2b")
+    model = HookedTransformer.from_pretrained_no_processing(
+        row.official_name, hf_model=hf_model(row, variant)
+    )
+    assert not model.unembed.is_tied_to(model.embed)  # Gemma's W_E is scaled by sqrt(d_model)
+    address = model.W_U.data_ptr()
+    before = model.W_U.clone()
+    model.process_weights_()
+    assert model.W_U.data_ptr() == address
+    assert not torch.equal(model.W_U, before)
+
+
+def test_a_tied_unembedding_is_untied_before_its_rows_are_rewritten():
+    row, variant = next((r, v) for r, v in CASES if r.official_name == "gpt2")
+    model = HookedTransformer.from_pretrained_no_processing(
+        row.official_name, hf_model=hf_model(row, variant)
+    )
+    assert model.unembed.is_tied_to(model.embed)
+    whole = whole_state_dict_processed(model)
+    model.process_weights_()
+    assert not model.unembed.is_tied_to(model.embed)
+    assert_same_weights(model, whole)
+
+
+def test_half_precision_and_float32_without_the_classic_names_take_the_whole_path():
+    row, variant = CASES[0]
+    model = HookedTransformer.from_pretrained_no_processing(
+        row.official_name, hf_model=hf_model(row, variant), dtype=torch.bfloat16
+    )
+    assert not in_place.can_process_in_place(model)
+    model.process_weights_()  # through one processed copy, as before
+    assert model.cfg.normalization_type in ("LNPre", "RMSPre")

@@ -1,0 +1,60 @@
+"""process_weights_: a model's own weights processed in place, one piece at a time.
+
+Processing the whole state dict at once holds every processed tensor (and, for the
+unembedding, the temporaries of folding and centring it) beside the model: for Gemma's
+256k-row vocabulary that is 4-5 GB on top of a 5 GB float32 model. Here the model's own
+parameters are the source of the streaming loader, under an identity plan: each piece (the
+embedding, each layer, the unembedding by vocabulary blocks) is processed and written back
+before the next is read, and an unembedding that owns its storage is folded and centred
+into its own rows. The results are those of processing the whole state dict.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from transformer_lens.pretrained.adapter import WeightSource, transposed, unchanged
+from transformer_lens.pretrained.convert import PlannedWeight
+from transformer_lens.pretrained.processing import stream_and_process
+from transformer_lens.pretrained.processing_steps import ProcessingFlags
+from transformer_lens.pretrained.sources import from_own_weights
+
+if TYPE_CHECKING:
+    from transformer_lens.HookedTransformer import HookedTransformer
+
+_UNEMBED = "unembed.W_U"
+
+
+def can_process_in_place(model: HookedTransformer) -> bool:
+    """Whether the streamed path applies: float32 parameters on the CPU (the loader's
+    buffers are CPU float32, and a half-precision model keeps its RMSNorm weights in
+    float32, which the identity plan would round), and the classic parameter names."""
+    parameters = dict(model.named_parameters())
+    return (
+        model.cfg.dtype == torch.float32
+        and all(p.dtype == torch.float32 and p.device.type == "cpu" for p in parameters.values())
+        and "embed.W_E" in parameters
+        and _UNEMBED in parameters
+    )
+
+
+def process_in_place(model: HookedTransformer, flags: ProcessingFlags) -> None:
+    """Process the model's weights in place with the given steps (see `from_pretrained`)."""
+    unembed = model._tieable_unembed()
+    processing = flags.fold_ln or flags.center_writing_weights or flags.center_unembed
+    if unembed is not None and processing and unembed.is_tied_to(model.embed):
+        # W_U's rows are about to be rewritten: they must not be W_E's.
+        unembed.untie()
+    # The source is HF-shaped for the vocabulary pass: W_U as [d_vocab, d_model] rows.
+    tensors = {
+        key: (p.detach().T if key == _UNEMBED else p.detach())
+        for key, p in model.named_parameters()
+    }
+    plan = [
+        PlannedWeight(key, key, WeightSource((key,), transposed if key == _UNEMBED else unchanged))
+        for key in tensors
+    ]
+    with from_own_weights(tensors) as source:
+        stream_and_process(model, plan, source, flags)
