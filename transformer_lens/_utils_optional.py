@@ -1,10 +1,10 @@
 """Import an optional dependency inside the function that needs it, and say which extra
-installs it when it is missing: the core package does not depend on datasets or pandas."""
+installs it when it is missing: the core package does not depend on datasets, pandas or lit-nlp."""
 
 import importlib
 from types import ModuleType
 
-EXTRAS = {"datasets": "data", "pandas": "pandas"}
+EXTRAS = {"datasets": "data", "pandas": "pandas", "lit_nlp": "lit"}
 """Package -> the `transformer-lens[...]` extra that installs it."""
 
 

@@ -49,7 +49,4 @@ OTHER_ISSUES: dict[str, str] = {
 }
 
 # Issue #17's own names still to land (the issue stays open while this is not empty).
-NOT_YET: dict[str, str] = {
-    "transformer_lens.lit": "LIT integration (needs lit-nlp)",
-    "transformer_lens (exports): lit": "LIT integration",
-}
+NOT_YET: dict[str, str] = {}
