@@ -307,9 +307,9 @@ class HookedTransformer(
         refactor_factored_attn_matrices: bool = False,
     ) -> None:
         """Process the model's own weights in place with the given steps (see
-        `from_pretrained`); value biases are always folded. A float32 model on the CPU is
-        processed a piece at a time (a layer, a block of the vocabulary), with little memory
-        beyond its own; others through one processed copy of the state dict."""
+        `from_pretrained`); value biases are always folded. A model on the CPU is processed
+        a piece at a time (a layer, a block of the vocabulary), with little memory beyond
+        its own; others through one processed copy of the state dict."""
         from transformer_lens.pretrained.in_place import can_process_in_place, process_in_place
         from transformer_lens.pretrained.processing import ProcessingFlags, load_and_process
 

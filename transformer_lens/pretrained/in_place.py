@@ -6,15 +6,17 @@ unembedding, the temporaries of folding and centring it) beside the model: for G
 parameters are the source of the streaming loader, under an identity plan: each piece (the
 embedding, each layer, the unembedding by vocabulary blocks) is processed and written back
 before the next is read, and an unembedding that owns its storage is folded and centred
-into its own rows. The results are those of processing the whole state dict.
+into its own rows. The results are those of processing the whole state dict (W_U within
+the summation order of center_unembed's mean).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
+from torch import Tensor
 
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained.adapter import WeightSource, transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.processing import stream_and_process
@@ -27,14 +29,20 @@ if TYPE_CHECKING:
 _UNEMBED = "unembed.W_U"
 
 
+class _OwnWeight(PlannedWeight):
+    """A parameter of the model as its own source. It is already in the dtype its parameter
+    holds (a half-precision model keeps RMSNorm weights in float32): nothing to round."""
+
+    def made_from(self, hf_tensor: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+        return self.source.transform(hf_tensor, cfg)
+
+
 def can_process_in_place(model: HookedTransformer) -> bool:
-    """Whether the streamed path applies: float32 parameters on the CPU (the loader's
-    buffers are CPU float32, and a half-precision model keeps its RMSNorm weights in
-    float32, which the identity plan would round), and the classic parameter names."""
+    """Whether the streamed path applies: parameters on the CPU (the loader's buffers are
+    CPU tensors) under the classic names of the embedding and unembedding."""
     parameters = dict(model.named_parameters())
     return (
-        model.cfg.dtype == torch.float32
-        and all(p.dtype == torch.float32 and p.device.type == "cpu" for p in parameters.values())
+        all(p.device.type == "cpu" for p in parameters.values())
         and "embed.W_E" in parameters
         and _UNEMBED in parameters
     )
@@ -52,8 +60,8 @@ def process_in_place(model: HookedTransformer, flags: ProcessingFlags) -> None:
         key: (p.detach().T if key == _UNEMBED else p.detach())
         for key, p in model.named_parameters()
     }
-    plan = [
-        PlannedWeight(key, key, WeightSource((key,), transposed if key == _UNEMBED else unchanged))
+    plan: list[PlannedWeight] = [
+        _OwnWeight(key, key, WeightSource((key,), transposed if key == _UNEMBED else unchanged))
         for key in tensors
     ]
     with from_own_weights(tensors) as source:
