@@ -17,7 +17,7 @@ from transformer_lens._devices import DevicesMixin
 from transformer_lens._embedding_methods import EmbeddingMethodsMixin
 from transformer_lens._hook_flags import HookFlagsMixin
 from transformer_lens._model_inputs import ModelInputs, prepare_inputs
-from transformer_lens._state_dict import check_and_complete_state_dict
+from transformer_lens._state_dict import check_and_complete_state_dict, is_derived_buffer
 from transformer_lens._state_dict_steps import StateDictStepsMixin
 from transformer_lens._text_methods import TextMethodsMixin
 from transformer_lens._tokenizer_loading import load_tokenizer as _load_tokenizer
@@ -274,7 +274,11 @@ class HookedTransformer(
         unembed = self._tieable_unembed()
         if unembed is not None and unembed.is_tied_to(self.embed) and not _tied_in(completed):
             unembed.untie()
-        return super().load_state_dict(completed, strict=False, assign=assign)
+        result = super().load_state_dict(completed, strict=False, assign=assign)
+        # The model keeps its own rotary tables: they are never reported missing, as in
+        # classic, where a state dict carried them.
+        missing = [key for key in result.missing_keys if not is_derived_buffer(key)]
+        return type(result)(missing, result.unexpected_keys)
 
     def load_and_process_state_dict(
         self,

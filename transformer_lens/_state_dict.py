@@ -48,3 +48,8 @@ def check_and_complete_state_dict(
         raise ValueError("State dict does not match the model: " + "; ".join(problems))
     derived = set(derived_incoming)
     return {k: v for k, v in incoming.items() if k in expected and k not in derived}
+
+
+def is_derived_buffer(key: str) -> bool:
+    """Whether a state-dict key is a buffer the model fills from its config (never missing)."""
+    return key.endswith(_DERIVED_BUFFERS)

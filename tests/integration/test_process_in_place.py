@@ -115,3 +115,44 @@ def test_a_wrapped_unembedding_takes_the_whole_path():
     assert in_place.can_process_in_place(model)
     model.unembed = Wrapper(model.unembed)
     assert not in_place.can_process_in_place(model)
+
+
+@pytest.mark.parametrize("official_name", ["google/gemma-2b", "gpt2"])
+def test_a_refused_step_leaves_the_model_as_it_was(official_name):
+    """Processing refuses a rotary refactor (Gemma) and folds it cannot do exactly (here a
+    GPT-2 whose config claims experts): the refusal must come before any weight is
+    rewritten, any norm switched or a tied unembedding untied."""
+    row, variant = next((r, v) for r, v in CASES if r.official_name == official_name)
+    model = HookedTransformer.from_pretrained_no_processing(
+        row.official_name, hf_model=hf_model(row, variant)
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tokens = torch.arange(10)[None] % VOCAB
+    logits = model(tokens)
+    if official_name == "gpt2":  # not rotary: refuse through a config the fold cannot do
+        model.cfg.num_experts = 2
+    with pytest.raises(ValueError, match="refactor_factored_attn_matrices|mixture-of-experts"):
+        model.process_weights_(refactor_factored_attn_matrices=True)
+    model.cfg.num_experts = None
+    assert model.cfg.normalization_type == row_norm(official_name)
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert torch.equal(model(tokens), logits)
+
+
+def row_norm(official_name: str) -> str:
+    return "LN" if official_name == "gpt2" else "RMS"
+
+
+def test_processing_twice_gives_what_whole_processing_gives():
+    """A second process_weights_ finds the norms folded: as the whole path, it folds
+    nothing more (and centring again changes nothing beyond rounding)."""
+    row, variant = next((r, v) for r, v in CASES if r.official_name == "gpt2")
+    model = HookedTransformer.from_pretrained_no_processing(
+        row.official_name, hf_model=hf_model(row, variant)
+    )
+    model.process_weights_()
+    whole = whole_state_dict_processed(model)
+    model.process_weights_()
+    assert_same_weights(model, whole)

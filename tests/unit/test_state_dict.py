@@ -222,6 +222,19 @@ def test_rotary_buffers_may_be_left_out():
     assert torch.equal(source(TOKENS), target(TOKENS))
 
 
+def test_load_state_dict_reports_what_torch_reports_and_never_the_rotary_tables():
+    """Classic's result: nothing missing for a full state dict (with or without the rotary
+    tables), and exactly the absent parameters with strict=False."""
+    source, target = build(GROUPED, seed=0), build(GROUPED, seed=1)
+    full = source.state_dict()
+    assert target.load_state_dict(full) == ([], [])
+    without_tables = {k: v for k, v in full.items() if "rotary" not in k}
+    assert target.load_state_dict(without_tables) == ([], [])
+    del without_tables["embed.W_E"]
+    result = target.load_state_dict(without_tables, strict=False)
+    assert result.missing_keys == ["embed.W_E"] and result.unexpected_keys == []
+
+
 @pytest.fixture
 def restore_rotary_tables():
     """The bug below writes into the process-wide rotary tables; put the values back so that

@@ -12,11 +12,15 @@ the summation order of center_unembed's mean).
 
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+from transformer_lens import weight_processing
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.pretrained import processing_steps
 from transformer_lens.pretrained.adapter import WeightSource, transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.processing import stream_and_process
@@ -50,6 +54,7 @@ def can_process_in_place(model: HookedTransformer) -> bool:
 
 def process_in_place(model: HookedTransformer, flags: ProcessingFlags) -> None:
     """Process the model's weights in place with the given steps (see `from_pretrained`)."""
+    _refusals_first(model, flags)
     unembed = model._tieable_unembed()
     processing = flags.fold_ln or flags.center_writing_weights or flags.center_unembed
     if unembed is not None and processing and unembed.is_tied_to(model.embed):
@@ -66,3 +71,19 @@ def process_in_place(model: HookedTransformer, flags: ProcessingFlags) -> None:
     ]
     with from_own_weights(tensors) as source:
         stream_and_process(model, plan, source, flags)
+
+
+def _refusals_first(model: HookedTransformer, flags: ProcessingFlags) -> None:
+    """Processing refuses some models (a rotary refactor, a mixture-of-experts fold) when it
+    meets their first layer, which streaming reaches after writing the embedding: process
+    that layer alone first, and drop the result, so that a refusal changes nothing."""
+    if model.cfg.n_layers == 0:
+        return
+    cfg = copy.copy(model.cfg)
+    first_layer = {
+        k: v.detach().float() for k, v in model.named_parameters() if k.startswith("blocks.0.")
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the real pass says which steps it skips
+        steps = processing_steps.step_flags(cfg, flags)
+        weight_processing.process_weights(first_layer, cfg, layers=[0], unembed=False, **steps)
