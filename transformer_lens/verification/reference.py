@@ -191,7 +191,11 @@ def _random(
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     with _quiet(), _torch_init_skipped():
-        hf_model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+        # Built and initialised in the dtype it is verified in, as from_pretrained(dtype=...)
+        # builds it: a float32 model cast afterwards would hold both copies at once.
+        hf_model = AutoModelForCausalLM.from_config(
+            config, attn_implementation="eager", dtype=dtype
+        )
     # One pass of the model's own initialiser over every parameter: the modules' torch
     # defaults, which `from_config` would run first and HF's init then overwrites, cost
     # more than half a minute on two cores at official width. Tied first, so that a tied
