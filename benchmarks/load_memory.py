@@ -61,7 +61,8 @@ import json, sys, time, warnings
 import torch, transformers, transformer_lens
 from torch.profiler import profile
 from transformer_lens import HookedTransformer
-from transformer_lens.pretrained import loader, processing
+from transformer_lens.pretrained import loader
+from transformer_lens.pretrained.streaming import pieces
 warnings.simplefilter("ignore")
 path, dtype = sys.argv[1], getattr(torch, sys.argv[2])
 phases = {}
@@ -73,17 +74,17 @@ def timed(label, fn):
         finally:
             phases[label] = phases.get(label, 0.0) + time.perf_counter() - start
     return wrapper
-load_piece = processing._StreamingLoader.load_piece
+load_piece = pieces._StreamingLoader.load_piece
 def labelled(self, piece, layers, unembed):
     label = "unembedding" if unembed else ("layers" if layers else "embedding")
     return timed(label, load_piece)(self, piece, layers, unembed)
 loader._resolve = timed("config", loader._resolve)
-processing._StreamingLoader.load_piece = labelled
+pieces._StreamingLoader.load_piece = labelled
 start = time.perf_counter()
 model = HookedTransformer.from_pretrained(path, dtype=dtype)
 phases["total"] = time.perf_counter() - start  # before freeing the model, which takes time too
 del model
-processing._StreamingLoader.load_piece = load_piece
+pieces._StreamingLoader.load_piece = load_piece
 # One torch thread: the vocabulary blocks then load inline (block_threads), on the thread
 # the profiler watches (it does not follow ops onto threads started while it runs).
 torch.set_num_threads(1)

@@ -314,8 +314,11 @@ class HookedTransformer(
         `from_pretrained`); value biases are always folded. A model on the CPU is processed
         a piece at a time (a layer, a block of the vocabulary), with little memory beyond
         its own; others through one processed copy of the state dict."""
-        from transformer_lens.pretrained.in_place import can_process_in_place, process_in_place
         from transformer_lens.pretrained.processing import ProcessingFlags, load_and_process
+        from transformer_lens.pretrained.streaming.in_place import (
+            can_process_in_place,
+            process_in_place,
+        )
 
         flags = ProcessingFlags(
             fold_ln=fold_ln,

@@ -10,7 +10,7 @@ import torch
 
 from tests.integration.family_rows import CASE_IDS, CASES, VOCAB, hf_model
 from transformer_lens import HookedTransformer
-from transformer_lens.pretrained import in_place, vocab_chunks
+from transformer_lens.pretrained.streaming import in_place, vocab_blocks
 
 BATCH, POS = 2, 11
 # center_unembed's mean over the vocabulary is summed block by block when streamed and in
@@ -55,7 +55,7 @@ def test_streamed_processing_gives_the_weights_of_whole_processing(
     row, variant, dtype, monkeypatch
 ):
     # Blocks of 7 vocabulary rows: many blocks, each read and rewritten in the same memory.
-    monkeypatch.setattr(vocab_chunks, "_BLOCK_BYTES", 7 * 4 * 64)
+    monkeypatch.setattr(vocab_blocks, "_BLOCK_BYTES", 7 * 4 * 64)
     hf = hf_model(row, variant)
     model = HookedTransformer.from_pretrained_no_processing(
         row.official_name, hf_model=hf, dtype=dtype

@@ -10,8 +10,8 @@ import torch
 
 from tests.helpers import assert_close, pretrained_loader, tiny_gemma_config
 from transformer_lens import HookedTransformer, loading_from_pretrained, weight_processing
-from transformer_lens.pretrained import processing, reused_buffers
 from transformer_lens.pretrained.registry import ADAPTERS
+from transformer_lens.pretrained.streaming import float32_buffers, pieces
 from transformer_lens.pretrained.weight_conversions import convert_gemma_weights
 
 TOKENS = torch.tensor([[2, 5, 17, 99, 3, 42, 7], [2, 64, 1, 0, 33, 8, 100]])
@@ -510,7 +510,7 @@ def test_official_name_loads_from_the_local_hub_cache_with_its_own_config(tmp_pa
 def mapped_keys(monkeypatch) -> list[str]:
     """Record the HF keys whose parameters the loader makes views of the mapped file."""
     keys: list[str] = []
-    original = processing._StreamingLoader.read_in_place
+    original = pieces._StreamingLoader.read_in_place
 
     def recording(self, weight):
         mapped = original(self, weight)
@@ -518,7 +518,7 @@ def mapped_keys(monkeypatch) -> list[str]:
             keys.append(weight.hf_key)
         return mapped
 
-    monkeypatch.setattr(processing._StreamingLoader, "read_in_place", recording)
+    monkeypatch.setattr(pieces._StreamingLoader, "read_in_place", recording)
     return keys
 
 
@@ -601,19 +601,19 @@ def test_processed_bfloat16_load_maps_a_bfloat16_checkpoint(hf_gemma, tmp_path, 
     copy.deepcopy(hf_gemma).to(torch.bfloat16).save_pretrained(path)
     keys = mapped_keys(monkeypatch)
     converted: list[int] = []
-    float32 = reused_buffers.Float32Buffers.float32
+    float32 = float32_buffers.Float32Buffers.float32
 
     def recording(self, tensor):
         converted.append(tensor.data_ptr())
         return float32(self, tensor)
 
-    monkeypatch.setattr(reused_buffers.Float32Buffers, "float32", recording)
+    monkeypatch.setattr(float32_buffers.Float32Buffers, "float32", recording)
     mapped = HookedTransformer.from_pretrained(str(path), dtype=torch.bfloat16)
     assert sorted(keys) == output_projection_keys(mapped.cfg.n_layers)
     projections = [b.attn.W_O.data_ptr() for b in mapped.blocks]
     projections += [b.mlp.W_out.data_ptr() for b in mapped.blocks]
     assert converted and not set(converted) & set(projections)
-    monkeypatch.setattr(processing._StreamingLoader, "read_in_place", lambda self, weight: False)
+    monkeypatch.setattr(pieces._StreamingLoader, "read_in_place", lambda self, weight: False)
     copied = HookedTransformer.from_pretrained(str(path), dtype=torch.bfloat16).state_dict()
     for key, value in mapped.state_dict().items():
         assert value.dtype == copied[key].dtype and torch.equal(value, copied[key]), key
@@ -688,7 +688,7 @@ def test_half_precision_processing_reuses_float32_buffers_with_the_same_bits(
     previous layer's buffers. The weights equal a load that makes fresh ones, bit for bit,
     and no parameter keeps a buffer's memory (GPT-2: centring the writes reads W_O and
     W_out too)."""
-    from tests.unit.test_vocab_blocks import gemma_checkpoint, gpt2_checkpoint
+    from tests.unit.pretrained.streaming.test_vocab_blocks import gemma_checkpoint, gpt2_checkpoint
 
     make = gemma_checkpoint if family == "gemma" else gpt2_checkpoint
     path = make(tmp_path / "checkpoint")
@@ -696,8 +696,8 @@ def test_half_precision_processing_reuses_float32_buffers_with_the_same_bits(
     # from being handed out again, so that a shared address means a reused buffer
     handed_out: list[tuple[int, torch.Tensor]] = []
     fold_results: list[torch.Tensor] = []
-    empty_like = reused_buffers.Float32Buffers.empty_like
-    pieces = reused_buffers.Float32Buffers.next_piece
+    empty_like = float32_buffers.Float32Buffers.empty_like
+    pieces = float32_buffers.Float32Buffers.next_piece
     folded_weights_in = weight_processing.folded_weights_in
 
     def counted_next_piece(self):
@@ -718,13 +718,13 @@ def test_half_precision_processing_reuses_float32_buffers_with_the_same_bits(
 
     with monkeypatch.context() as patch, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny configs differ from official; no tokenizer
-        patch.setattr(reused_buffers.Float32Buffers, "next_piece", counted_next_piece)
-        patch.setattr(reused_buffers.Float32Buffers, "empty_like", counted)
+        patch.setattr(float32_buffers.Float32Buffers, "next_piece", counted_next_piece)
+        patch.setattr(float32_buffers.Float32Buffers, "empty_like", counted)
         patch.setattr(weight_processing, "folded_weights_in", recording_results)
         reused = HookedTransformer.from_pretrained(str(path), dtype=dtype)
         patch.setattr(weight_processing, "folded_weights_in", folded_weights_in)
         patch.setattr(
-            reused_buffers.Float32Buffers,
+            float32_buffers.Float32Buffers,
             "empty_like",
             lambda self, tensor, dtype: torch.empty_like(tensor, dtype=dtype),
         )
@@ -750,7 +750,7 @@ def test_processed_half_precision_load_imports_no_symbolic_shapes(tmp_path):
     import subprocess
     import sys
 
-    from tests.unit.test_vocab_blocks import gemma_checkpoint
+    from tests.unit.pretrained.streaming.test_vocab_blocks import gemma_checkpoint
 
     path = gemma_checkpoint(tmp_path / "checkpoint")
     code = (
@@ -781,7 +781,7 @@ def test_half_precision_checkpoint_widened_to_float32_keeps_views_and_the_same_b
     parameter the rest), with the bits of converting every weight first."""
     from transformers import AutoModelForCausalLM
 
-    from tests.unit.test_vocab_blocks import gemma_checkpoint, gpt2_checkpoint
+    from tests.unit.pretrained.streaming.test_vocab_blocks import gemma_checkpoint, gpt2_checkpoint
 
     make = gemma_checkpoint if family == "gemma" else gpt2_checkpoint
     float32_path = make(tmp_path / "float32")
@@ -789,8 +789,8 @@ def test_half_precision_checkpoint_widened_to_float32_keeps_views_and_the_same_b
     AutoModelForCausalLM.from_pretrained(float32_path, dtype=checkpoint_dtype).save_pretrained(path)
     handed: dict[str, torch.dtype] = {}
     buffers: list[torch.Tensor] = []  # held, so that no address is handed out twice
-    load_for_processing = processing._StreamingLoader.load_for_processing
-    empty_like = reused_buffers.Float32Buffers.empty_like
+    load_for_processing = pieces._StreamingLoader.load_for_processing
+    empty_like = float32_buffers.Float32Buffers.empty_like
 
     def recording(self, weight):
         tensor = load_for_processing(self, weight)
@@ -803,12 +803,12 @@ def test_half_precision_checkpoint_widened_to_float32_keeps_views_and_the_same_b
 
     with monkeypatch.context() as patch, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny configs differ from official; no tokenizer
-        patch.setattr(processing._StreamingLoader, "load_for_processing", recording)
-        patch.setattr(reused_buffers.Float32Buffers, "empty_like", recorded_buffer)
+        patch.setattr(pieces._StreamingLoader, "load_for_processing", recording)
+        patch.setattr(float32_buffers.Float32Buffers, "empty_like", recorded_buffer)
         widened = HookedTransformer.from_pretrained(str(path), dtype=torch.float32)
-        patch.setattr(reused_buffers.Float32Buffers, "empty_like", empty_like)
+        patch.setattr(float32_buffers.Float32Buffers, "empty_like", empty_like)
         patch.setattr(
-            processing._StreamingLoader,
+            pieces._StreamingLoader,
             "load_for_processing",
             lambda self, weight: weight.load(self.cfg, self.source.get),
         )

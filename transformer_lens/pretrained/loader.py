@@ -12,11 +12,13 @@ import torch
 
 from transformer_lens._tokenizer_loading import load_tokenizer
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig, resolve_dtype
-from transformer_lens.pretrained import hub, official_models, sources
+from transformer_lens.pretrained import hub, official_models
 from transformer_lens.pretrained.convert import config_fields, plan_state_dict
 from transformer_lens.pretrained.name_hints import looks_like_repo_id, unknown_model_error
-from transformer_lens.pretrained.processing import ProcessingFlags, stream_and_process
+from transformer_lens.pretrained.processing_steps import ProcessingFlags
 from transformer_lens.pretrained.registry import adapter_for
+from transformer_lens.pretrained.streaming import sources
+from transformer_lens.pretrained.streaming.pieces import stream_and_process
 
 _REJECTED_KWARGS = ("load_in_8bit", "load_in_4bit", "quantization_config")
 

@@ -11,10 +11,11 @@ import torch
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig, resolve_dtype
-from transformer_lens.pretrained import hub, official_models, sources
+from transformer_lens.pretrained import hub, official_models
 from transformer_lens.pretrained.convert import convert_state_dict
 from transformer_lens.pretrained.log import logger
 from transformer_lens.pretrained.registry import ADAPTERS
+from transformer_lens.pretrained.streaming import sources
 
 # Classic accepted these here as well; they mean nothing for reading weights.
 _IGNORED_KWARGS = ("hf_token", "n_ctx", "trust_remote_code")

@@ -6,9 +6,9 @@ from typing import Any
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained import sources
 from transformer_lens.pretrained.convert import convert_state_dict
 from transformer_lens.pretrained.registry import ADAPTERS
+from transformer_lens.pretrained.streaming import sources
 
 Converter = Callable[[Any, HookedTransformerConfig], dict[str, Tensor]]
 

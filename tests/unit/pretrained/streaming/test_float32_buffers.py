@@ -5,7 +5,7 @@ import torch
 
 from tests.unit.test_weight_processing import make_cfg, random_state_dict
 from transformer_lens import weight_processing as wp
-from transformer_lens.pretrained.reused_buffers import Float32Buffers, Float32OnUse
+from transformer_lens.pretrained.streaming.float32_buffers import Float32Buffers, Float32OnUse
 
 
 def recording_float32(converted: list[torch.Tensor]):

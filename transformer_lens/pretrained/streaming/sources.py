@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from transformer_lens.pretrained.safetensors_reader import SafetensorsFile
+from transformer_lens.pretrained.streaming.safetensors_reader import SafetensorsFile
 
 
 class TensorSource:

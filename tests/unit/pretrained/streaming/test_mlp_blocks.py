@@ -6,9 +6,13 @@ import warnings
 import pytest
 import torch
 
-from tests.unit.test_vocab_blocks import gemma_checkpoint, gpt2_checkpoint, llama_checkpoint
+from tests.unit.pretrained.streaming.test_vocab_blocks import (
+    gemma_checkpoint,
+    gpt2_checkpoint,
+    llama_checkpoint,
+)
 from transformer_lens import HookedTransformer
-from transformer_lens.pretrained import mlp_blocks
+from transformer_lens.pretrained.streaming import mlp_blocks
 
 COLUMNS = 3  # many blocks and a short last one for any d_mlp that 3 does not divide
 

@@ -8,9 +8,13 @@ import warnings
 import pytest
 import torch
 
-from tests.unit.test_vocab_blocks import BLOCK_ROWS, gemma_checkpoint, gpt2_checkpoint
+from tests.unit.pretrained.streaming.test_vocab_blocks import (
+    BLOCK_ROWS,
+    gemma_checkpoint,
+    gpt2_checkpoint,
+)
 from transformer_lens import HookedTransformer
-from transformer_lens.pretrained import block_threads, vocab_chunks
+from transformer_lens.pretrained.streaming import block_threads, vocab_blocks
 
 
 @pytest.mark.parametrize(("length", "count"), [(10, 3), (7, 7), (3, 8), (1, 2), (500, 2)])
@@ -66,7 +70,7 @@ def test_the_file_is_mapped_once_when_threads_read_it_together(tmp_path, monkeyp
 
     from safetensors.torch import save_file
 
-    from transformer_lens.pretrained import safetensors_reader
+    from transformer_lens.pretrained.streaming import safetensors_reader
 
     path = tmp_path / "weights.safetensors"
     save_file({"matrix": torch.arange(64.0).reshape(8, 8)}, str(path))
@@ -109,7 +113,7 @@ def test_loading_on_several_threads_gives_the_bits_of_one(
     """Gemma: the scaled W_E written in place, the mean of W_U summed on W_E's pass, the
     folded, centred and transposed W_U; GPT-2: b_U folded and centred beside W_U."""
     path = make_checkpoint(tmp_path / "checkpoint")
-    monkeypatch.setattr(vocab_chunks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
+    monkeypatch.setattr(vocab_blocks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
     loaded = {}
     for threads in (1, 3):
         torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from transformer_lens.pretrained.safetensors_reader import SafetensorsFile
+from transformer_lens.pretrained.streaming.safetensors_reader import SafetensorsFile
 
 TENSORS = {
     "matrix": torch.randn(300, 64, generator=torch.Generator().manual_seed(0)),

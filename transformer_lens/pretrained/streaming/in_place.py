@@ -23,9 +23,9 @@ from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained import processing_steps
 from transformer_lens.pretrained.adapter import WeightSource, transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
-from transformer_lens.pretrained.processing import stream_and_process
 from transformer_lens.pretrained.processing_steps import ProcessingFlags
-from transformer_lens.pretrained.sources import from_own_weights
+from transformer_lens.pretrained.streaming.pieces import stream_and_process
+from transformer_lens.pretrained.streaming.sources import from_own_weights
 
 if TYPE_CHECKING:
     from transformer_lens.HookedTransformer import HookedTransformer

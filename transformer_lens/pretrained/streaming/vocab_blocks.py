@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained import block_threads
 from transformer_lens.pretrained.adapter import ROW_LOCAL_TRANSFORMS
 from transformer_lens.pretrained.convert import PlannedWeight
-from transformer_lens.pretrained.sources import TensorSource
+from transformer_lens.pretrained.streaming import block_threads
+from transformer_lens.pretrained.streaming.sources import TensorSource
 
 # Small enough that each block's temporaries come from memory the allocator reuses (and stay
 # in cache): blocks of 64 MiB were fresh mappings each time, a page fault per 4 KiB, which

@@ -14,7 +14,7 @@ import torch
 
 from tests.helpers import pretrained_loader, randomize_norms, tiny_gemma_config
 from transformer_lens import HookedTransformer
-from transformer_lens.pretrained import vocab_chunks
+from transformer_lens.pretrained.streaming import vocab_blocks
 
 VOCAB = 101
 BLOCK_ROWS = 7  # 101 = 14 * 7 + 3: many blocks and a short last one
@@ -53,7 +53,7 @@ def load(path, processed: bool, block_rows: int | None, monkeypatch) -> HookedTr
     """Load with blocks of `block_rows` vocabulary rows (None: the default, one block here),
     checking that the requested number of blocks is really what the loader read."""
     blocks_seen: list[int] = []
-    row_blocks = vocab_chunks.row_blocks
+    row_blocks = vocab_blocks.row_blocks
 
     def counted(source, hf_key):
         blocks = row_blocks(source, hf_key)
@@ -61,10 +61,10 @@ def load(path, processed: bool, block_rows: int | None, monkeypatch) -> HookedTr
         return blocks
 
     with monkeypatch.context() as patch:
-        patch.setattr(vocab_chunks, "row_blocks", counted)
+        patch.setattr(vocab_blocks, "row_blocks", counted)
         if block_rows is not None:
             d_model = 64
-            patch.setattr(vocab_chunks, "_BLOCK_BYTES", block_rows * d_model * 4)
+            patch.setattr(vocab_blocks, "_BLOCK_BYTES", block_rows * d_model * 4)
         model = pretrained_loader(processed)(str(path))
     expected = 1 if block_rows is None else -(-VOCAB // block_rows)
     assert blocks_seen and set(blocks_seen) == {expected}
@@ -114,13 +114,13 @@ def test_center_unembed_mean_is_summed_once(tied, tmp_path, monkeypatch):
     make = gemma_checkpoint if tied else gemma_untied_checkpoint
     path = make(tmp_path / "checkpoint")
     separate_passes: list[str] = []
-    vocab_mean = vocab_chunks.vocab_mean
+    vocab_mean = vocab_blocks.vocab_mean
 
     def counted(weight, *args):
         separate_passes.append(weight.key)
         return vocab_mean(weight, *args)
 
-    monkeypatch.setattr(vocab_chunks, "vocab_mean", counted)
+    monkeypatch.setattr(vocab_blocks, "vocab_mean", counted)
     model = load(path, True, BLOCK_ROWS, monkeypatch)
     assert separate_passes == ([] if tied else ["unembed.W_U"])
 
@@ -136,13 +136,13 @@ def test_center_unembed_mean_is_summed_once(tied, tmp_path, monkeypatch):
 def test_mean_summed_during_embedding_pass_is_bit_identical(dtype, tmp_path, monkeypatch):
     """Summing the mean on W_E's pass reads the same rows in the same blocks as a
     separate pass over W_U would: the processed weights agree bit for bit."""
-    from transformer_lens.pretrained import processing
+    from transformer_lens.pretrained.streaming import pieces
 
     path = gemma_checkpoint(tmp_path / "checkpoint")
     with monkeypatch.context() as patch:
-        patch.setattr(vocab_chunks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
+        patch.setattr(vocab_blocks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
         riding = HookedTransformer.from_pretrained(str(path), dtype=dtype).state_dict()
-        patch.setattr(processing, "_unembedding_sum_during_embedding", lambda *args: None)
+        patch.setattr(pieces, "_unembedding_sum_during_embedding", lambda *args: None)
         separate = HookedTransformer.from_pretrained(str(path), dtype=dtype).state_dict()
     assert riding.keys() == separate.keys()
     assert riding["unembed.W_U"].dtype == riding["embed.W_E"].dtype == dtype
@@ -155,13 +155,13 @@ def test_vocab_sum_refuses_rows_that_are_not_a_block_and_a_mean_with_blocks_miss
 ):
     """The sum is fed block by block, possibly from several threads: a block it does not
     know, or a mean asked for before every block was added, is an error, not a wrong mean."""
-    from transformer_lens.pretrained import sources
     from transformer_lens.pretrained.convert import plan_state_dict
     from transformer_lens.pretrained.loader import get_pretrained_model_config
     from transformer_lens.pretrained.registry import adapter_for
+    from transformer_lens.pretrained.streaming import sources
 
     path = gemma_checkpoint(tmp_path / "checkpoint")
-    monkeypatch.setattr(vocab_chunks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
+    monkeypatch.setattr(vocab_blocks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
     cfg = get_pretrained_model_config(str(path))
     with sources.from_directory(str(path)) as source:
         from transformers import AutoConfig
@@ -169,7 +169,7 @@ def test_vocab_sum_refuses_rows_that_are_not_a_block_and_a_mean_with_blocks_miss
         hf_config = AutoConfig.from_pretrained(str(path))
         planned = plan_state_dict(adapter_for(hf_config), cfg, source.keys())
         unembed = next(w for w in planned if w.key == "unembed.W_U")
-        running = vocab_chunks.VocabSum(unembed, 1, cfg, source)
+        running = vocab_blocks.VocabSum(unembed, 1, cfg, source)
         assert unembed.hf_key is not None
         with pytest.raises(ValueError, match=r"rows \(0, 5\) are not one of its blocks"):
             running.add(0, source.get_rows(unembed.hf_key, 0, 5))
@@ -204,13 +204,13 @@ def test_processed_load_maps_an_embedding_processing_leaves_alone(tied, tmp_path
     file, as without processing, instead of being copied block by block. Tied, its rows
     are still read once, block by block, for W_U's mean over the vocabulary. The weights
     equal a load that copies everything, bit for bit."""
-    from transformer_lens.pretrained import processing
-    from transformer_lens.pretrained.sources import TensorSource
+    from transformer_lens.pretrained.streaming import pieces
+    from transformer_lens.pretrained.streaming.sources import TensorSource
 
     path = llama_checkpoint(tmp_path / "checkpoint", tied)
     mapped: list[str] = []
     rows_read: list[str] = []
-    read_in_place = processing._StreamingLoader.read_in_place
+    read_in_place = pieces._StreamingLoader.read_in_place
     get_rows = TensorSource.get_rows
 
     def recording(self, weight):
@@ -224,12 +224,12 @@ def test_processed_load_maps_an_embedding_processing_leaves_alone(tied, tmp_path
         return get_rows(self, key, start, stop)
 
     with monkeypatch.context() as patch:
-        patch.setattr(vocab_chunks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
-        patch.setattr(processing._StreamingLoader, "read_in_place", recording)
+        patch.setattr(vocab_blocks, "_BLOCK_BYTES", BLOCK_ROWS * 64 * 4)
+        patch.setattr(pieces._StreamingLoader, "read_in_place", recording)
         patch.setattr(TensorSource, "get_rows", counted_get_rows)
         model = HookedTransformer.from_pretrained(str(path))
         patch.setattr(TensorSource, "get_rows", get_rows)
-        patch.setattr(processing._StreamingLoader, "read_in_place", lambda self, weight: False)
+        patch.setattr(pieces._StreamingLoader, "read_in_place", lambda self, weight: False)
         copied = HookedTransformer.from_pretrained(str(path)).state_dict()
     assert "embed.W_E" in mapped and "unembed.W_U" not in mapped
     blocks = -(-VOCAB // BLOCK_ROWS)
