@@ -199,6 +199,29 @@ def _center_last(tensor: Float[Tensor, "*rest width"]) -> Float[Tensor, "*rest w
     return tensor - tensor.mean(-1, keepdim=True)
 
 
+def center_writing_weights_skipped(cfg: WeightConfig) -> str | None:
+    """Why center_writing_weights does not apply to this config (a warning's text), or None.
+    Every entry point (these functions, the loaders' step switches) asks here."""
+    if cfg.normalization_type not in ("LN", "LNPre") or cfg.final_rms:
+        return (
+            "center_writing_weights skipped: it is exact only for LayerNorm models without "
+            f"final_rms (normalization_type={cfg.normalization_type!r}, "
+            f"final_rms={cfg.final_rms})"
+        )
+    return None
+
+
+def center_unembed_skipped(cfg: WeightConfig | None) -> str | None:
+    """Why center_unembed does not apply to this config (a warning's text), or None."""
+    if cfg is not None and cfg.output_logits_soft_cap > 0:
+        return (
+            "center_unembed skipped: the logits are soft-capped "
+            f"(output_logits_soft_cap={cfg.output_logits_soft_cap}), so shifting them would "
+            "change the probabilities"
+        )
+    return None
+
+
 def center_writing_weights(
     state_dict: StateDict, cfg: WeightConfig, layers: Sequence[int] | None = None
 ) -> StateDict:
@@ -208,13 +231,9 @@ def center_writing_weights(
     mean anyway): LN or LNPre without final_rms. Otherwise warns and returns a copy unchanged.
     """
     result = dict(state_dict)
-    if cfg.normalization_type not in ("LN", "LNPre") or cfg.final_rms:
-        warnings.warn(
-            "center_writing_weights skipped: it is exact only for LayerNorm models without "
-            f"final_rms (normalization_type={cfg.normalization_type!r}, "
-            f"final_rms={cfg.final_rms})",
-            stacklevel=2,
-        )
+    skipped = center_writing_weights_skipped(cfg)
+    if skipped is not None:
+        warnings.warn(skipped, stacklevel=2)
         return result
     if cfg.num_experts is not None:
         raise ValueError(
@@ -238,12 +257,9 @@ def center_unembed(state_dict: StateDict, cfg: WeightConfig | None = None) -> St
     logits are soft-capped: then (cfg.output_logits_soft_cap > 0) it warns and skips.
     """
     result = dict(state_dict)
-    if cfg is not None and cfg.output_logits_soft_cap > 0:
-        warnings.warn(
-            "center_unembed skipped: with output_logits_soft_cap="
-            f"{cfg.output_logits_soft_cap} a shift of the logits changes the probabilities",
-            stacklevel=2,
-        )
+    skipped = center_unembed_skipped(cfg)
+    if skipped is not None:
+        warnings.warn(skipped, stacklevel=2)
         return result
     result["unembed.W_U"] = _center_last(result["unembed.W_U"])
     if "unembed.b_U" in result:

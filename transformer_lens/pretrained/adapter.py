@@ -18,7 +18,6 @@ from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
-Transform = Callable[[Tensor, HookedTransformerConfig], Tensor]
 ConfigValue = str | Callable[[Any], Any]
 
 # Fields every PretrainedConfig carries that never change the forward pass.
@@ -32,6 +31,42 @@ COMMON_IGNORED_FIELDS = frozenset(
         "quantization_config", "tie_word_embeddings",
     }
 )  # fmt: skip
+
+
+TransformFunction = Callable[..., Tensor]
+"""(HF tensor, cfg) -> our tensor; one that writes out also takes `out=`."""
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A named function from an HF tensor to ours, with what the streaming loader may rely
+    on: `is_view`, it only views its input (no arithmetic, no copy), so a parameter may be a
+    view of the checkpoint file itself; `row_axis`, it acts on each HF row alone and the rows
+    become this axis of ours, so a vocabulary matrix can be loaded a block of rows at a
+    time; `writes_out`, it takes `out=` and can write straight into a parameter's rows."""
+
+    function: TransformFunction
+    is_view: bool = False
+    row_axis: int | None = None
+    writes_out: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.function, "__name__", repr(self.function)))
+
+    def __call__(
+        self, weight: Tensor, cfg: HookedTransformerConfig, out: Tensor | None = None
+    ) -> Tensor:
+        if out is None:
+            return self.function(weight, cfg)
+        if not self.writes_out:
+            raise TypeError(f"transform {self.name} cannot write into a given tensor")
+        return self.function(weight, cfg, out=out)
+
+
+def as_transform(transform: Transform | TransformFunction) -> Transform:
+    """A Transform as it is; a plain function as a Transform with no properties."""
+    return transform if isinstance(transform, Transform) else Transform(transform)
 
 
 @dataclass(frozen=True)
@@ -65,35 +100,36 @@ class Adapter:
         return dataclasses.replace(self, **merged)
 
 
-def hf(*keys: str, transform: Transform | None = None) -> WeightSource:
-    return WeightSource(keys, transform if transform is not None else unchanged)
+def hf(*keys: str, transform: Transform | TransformFunction | None = None) -> WeightSource:
+    return WeightSource(keys, unchanged if transform is None else as_transform(transform))
 
 
 def optional(
-    *keys: str, transform: Transform | None = None, otherwise: WeightSource
+    *keys: str, transform: Transform | TransformFunction | None = None, otherwise: WeightSource
 ) -> WeightSource:
     """The first present HF key through `transform`, or `otherwise`'s builder when the
     checkpoint has none of them (a bias that only some configurations carry)."""
-    return WeightSource(keys, transform if transform is not None else unchanged, otherwise.build)
+    chosen = unchanged if transform is None else as_transform(transform)
+    return WeightSource(keys, chosen, otherwise.build)
 
 
 # ----- named transforms: HF tensor -> our tensor ----------------------------------------
-def view_only(transform: Transform) -> Transform:
-    """Mark a transform that only views its input (no arithmetic, no copy): the loader may
-    then make the parameter a view of the checkpoint file itself."""
-    transform.is_view = True  # type: ignore[attr-defined]
-    return transform
+def view_only(function: TransformFunction) -> Transform:
+    """A transform that only views its input (see Transform.is_view)."""
+    return Transform(function, is_view=True)
 
 
-@view_only
-def unchanged(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+def _unchanged(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     return weight
 
 
-@view_only
-def transposed(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+def _transposed(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     """nn.Linear [out, in] -> ours [in, out] (a view)."""
     return weight.T
+
+
+unchanged = Transform(_unchanged, is_view=True, row_axis=0)
+transposed = Transform(_transposed, is_view=True, row_axis=1)
 
 
 def heads_in(n_heads_field: str) -> Transform:
@@ -121,12 +157,12 @@ def head_bias(n_heads_field: str) -> Transform:
     return view_only(transform)
 
 
-def plus_one(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+def _plus_one(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     """Gemma RMSNorm computes x * (1 + w) in float32; we store 1 + w."""
     return weight.float() + 1.0
 
 
-def times_sqrt_d_model(
+def _times_sqrt_d_model(
     weight: Tensor, cfg: HookedTransformerConfig, out: Tensor | None = None
 ) -> Tensor:
     """Gemma scales embeddings by sqrt(d_model), rounded to the weight dtype first as HF
@@ -135,12 +171,8 @@ def times_sqrt_d_model(
     return torch.mul(weight, scale, out=out)
 
 
-times_sqrt_d_model.writes_out = True  # type: ignore[attr-defined]
-
-
-# Transforms that act on each HF row alone, and which of our axes the HF rows become: a
-# vocabulary matrix with one of these can be loaded a block of rows at a time.
-ROW_LOCAL_TRANSFORMS: dict[Transform, int] = {unchanged: 0, transposed: 1, times_sqrt_d_model: 0}
+plus_one = Transform(_plus_one)
+times_sqrt_d_model = Transform(_times_sqrt_d_model, row_axis=0, writes_out=True)
 
 
 def _heads(cfg: HookedTransformerConfig, n_heads_field: str) -> int:

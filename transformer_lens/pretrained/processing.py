@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from transformer_lens import weight_processing
 from transformer_lens.pretrained import processing_steps
 from transformer_lens.pretrained.processing_steps import (
     FOLDED_NORMS,
@@ -28,9 +27,8 @@ def load_and_process(
 ) -> None:
     """Process a whole state dict, then load it (checked before anything changes)."""
     cfg = processing_cfg(model)
-    processed = weight_processing.process_weights(
-        for_processing(state_dict, flags), cfg, **processing_steps.step_flags(cfg, flags)
-    )
+    steps = processing_steps.step_flags(cfg, flags)
+    processed = processing_steps.run_steps(for_processing(state_dict, flags), cfg, steps)
     if not (flags.fold_ln and model.cfg.normalization_type in FOLDED_NORMS):
         model.load_state_dict(processed)
         return

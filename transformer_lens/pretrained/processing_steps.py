@@ -6,12 +6,15 @@ of a model's norms to their folded kind."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+from transformer_lens import weight_processing
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 if TYPE_CHECKING:
@@ -33,48 +36,30 @@ class ProcessingFlags:
         return any(vars(self).values())
 
 
-class Steps(TypedDict):
-    fold_ln: bool
-    center_writing_weights: bool
-    center_unembed: bool
-    fold_value_biases: bool
-    refactor_factored_attn_matrices: bool
-
-
-def step_flags(cfg: HookedTransformerConfig, flags: ProcessingFlags) -> Steps:
-    """Per-step switches, with the inexact steps turned off once, with one warning each."""
+def step_flags(cfg: HookedTransformerConfig, flags: ProcessingFlags) -> ProcessingFlags:
+    """The steps that run: the caller's flags with the inexact steps turned off once, with
+    one warning each (weight_processing says which steps do not apply, and why)."""
     center_writing = flags.center_writing_weights
-    if center_writing and (cfg.normalization_type not in ("LN", "LNPre") or cfg.final_rms):
-        warnings.warn(
-            "center_writing_weights skipped: it is exact only for LayerNorm models without "
-            f"final_rms (normalization_type={cfg.normalization_type!r}, final_rms={cfg.final_rms})",
-            stacklevel=4,
-        )
+    skipped = weight_processing.center_writing_weights_skipped(cfg)
+    if center_writing and skipped is not None:
+        warnings.warn(skipped, stacklevel=4)
         center_writing = False
     center_unembed = flags.center_unembed
-    if center_unembed and cfg.output_logits_soft_cap > 0:
-        warnings.warn(
-            "center_unembed skipped: the logits are soft-capped "
-            f"(output_logits_soft_cap={cfg.output_logits_soft_cap}), so shifting them would "
-            "change the probabilities",
-            stacklevel=4,
-        )
+    skipped = weight_processing.center_unembed_skipped(cfg)
+    if center_unembed and skipped is not None:
+        warnings.warn(skipped, stacklevel=4)
         center_unembed = False
-    return Steps(
-        fold_ln=flags.fold_ln,
-        center_writing_weights=center_writing,
-        center_unembed=center_unembed,
-        fold_value_biases=flags.fold_value_biases,
-        refactor_factored_attn_matrices=flags.refactor_factored_attn_matrices,
+    return dataclasses.replace(
+        flags, center_writing_weights=center_writing, center_unembed=center_unembed
     )
 
 
-def vocabulary_kept_by(steps: Steps) -> set[str]:
+def vocabulary_kept_by(steps: ProcessingFlags) -> set[str]:
     """The vocabulary matrices whose values these processing steps leave as they are."""
     kept = set()
-    if not steps["center_writing_weights"]:
+    if not steps.center_writing_weights:
         kept.add("embed.W_E")
-    if not (steps["fold_ln"] or steps["center_unembed"]):
+    if not (steps.fold_ln or steps.center_unembed):
         kept.add("unembed.W_U")
     return kept
 
@@ -95,3 +80,25 @@ def switch_to_folded_norms(model: HookedTransformer) -> None:
     assert model.cfg.normalization_type is not None
     model.cfg.normalization_type = FOLDED_NORMS[model.cfg.normalization_type]
     model._rebuild_norms()
+
+
+def run_steps(
+    state_dict: dict[str, Tensor],
+    cfg: HookedTransformerConfig,
+    steps: ProcessingFlags,
+    layers: Sequence[int] | None = None,
+    unembed: bool = True,
+) -> dict[str, Tensor]:
+    """weight_processing.process_weights with these steps (of `step_flags`), on the given
+    layers (all when None) and with or without the unembedding."""
+    return weight_processing.process_weights(
+        state_dict,
+        cfg,
+        fold_ln=steps.fold_ln,
+        center_writing_weights=steps.center_writing_weights,
+        center_unembed=steps.center_unembed,
+        fold_value_biases=steps.fold_value_biases,
+        refactor_factored_attn_matrices=steps.refactor_factored_attn_matrices,
+        layers=layers,
+        unembed=unembed,
+    )

@@ -78,7 +78,7 @@ def fused_qkv_part(part: int) -> Transform:
         return block.reshape(cfg.d_model, cfg.n_heads, cfg.d_head).permute(1, 0, 2)
 
     transform.__name__ = f"fused_qkv_part({part})"
-    return transform
+    return Transform(transform)  # a slice of columns reshaped: a copy, not a view
 
 
 def fused_qkv_bias_part(part: int) -> Transform:

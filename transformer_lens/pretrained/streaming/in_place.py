@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from transformer_lens import weight_processing
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained import processing_steps
 from transformer_lens.pretrained.adapter import WeightSource, transposed, unchanged
@@ -86,4 +85,4 @@ def _refusals_first(model: HookedTransformer, flags: ProcessingFlags) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the real pass says which steps it skips
         steps = processing_steps.step_flags(cfg, flags)
-        weight_processing.process_weights(first_layer, cfg, layers=[0], unembed=False, **steps)
+        processing_steps.run_steps(first_layer, cfg, steps, layers=[0], unembed=False)

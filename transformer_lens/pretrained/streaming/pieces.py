@@ -9,8 +9,9 @@ model's MLP input matrices by blocks of columns (`mlp_blocks`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -78,7 +79,7 @@ class _StreamingLoader:
             switch_to_folded_norms(model)
         self.targets = dict(model.named_parameters())
         self.loaded: set[str] = set()
-        self.processes = any(self.steps.values())
+        self.processes = self.steps.any()
         self.vocabulary_kept = processing_steps.vocabulary_kept_by(self.steps)
         # whole pieces' float32 copies, piece after piece
         self.buffers = float32_buffers.Float32Buffers()
@@ -105,16 +106,17 @@ class _StreamingLoader:
         only the tensors it uses; and when its results are copied into the parameters anyway
         (parameters not in float32), the folded matrices are made in them too.
         """
-        steps = processing_steps.Steps(**self.steps)
-        steps["center_unembed"] = center_unembed and self.steps["center_unembed"]
+        steps = dataclasses.replace(
+            self.steps, center_unembed=center_unembed and self.steps.center_unembed
+        )
         with contextlib.ExitStack() as modes:
             if buffers is None or not self.flags.any():
                 inputs = for_processing(tensors, self.flags)
             else:
                 inputs = tensors
                 self._enter_buffer_modes(modes, tensors, buffers)
-            processed = weight_processing.process_weights(
-                inputs, self.cfg, layers=layers, unembed=unembed, **steps
+            processed = processing_steps.run_steps(
+                inputs, self.cfg, steps, layers=layers, unembed=unembed
             )
         return processed, {k for k, v in processed.items() if inputs.get(k) is v}
 
@@ -150,7 +152,7 @@ class _StreamingLoader:
         else:
             self.buffers.next_piece()  # the previous piece's copies are in its parameters
             by_blocks = mlp_blocks.keys_folded_by_blocks(
-                self.cfg, self.steps["fold_ln"], layers, whole, self.targets
+                self.cfg, self.steps.fold_ln, layers, whole, self.targets
             )
             stand_ins = (
                 mlp_blocks.stand_ins(self.cfg, layers[0], whole, by_blocks) if by_blocks else {}
@@ -190,7 +192,7 @@ class _StreamingLoader:
         if (
             self.processes
             and weight.hf_key is not None
-            and getattr(weight.source.transform, "is_view", False)
+            and weight.source.transform.is_view
             and self.cfg.dtype == torch.float32
         ):
             checkpoint_tensor = self.source.get(weight.hf_key)
@@ -206,7 +208,7 @@ class _StreamingLoader:
         target = self.targets.get(weight.key)
         if target is None or weight.hf_key is None:
             return False
-        if not getattr(weight.source.transform, "is_view", False):
+        if not weight.source.transform.is_view:
             return False
         mapped = self.source.mapped(weight.hf_key, target.dtype)
         if mapped is None:
@@ -236,7 +238,7 @@ class _StreamingLoader:
         assert axis is not None and weight.hf_key is not None
         vocab_keys = ["unembed.b_U"] if unembed and "unembed.b_U" in companions else []
         offsets: dict[str, Tensor] = {}
-        if unembed and self.steps["center_unembed"]:
+        if unembed and self.steps.center_unembed:
             if self.unembed_sum is not None:
                 mean = self.unembed_sum.mean()
             else:
@@ -301,8 +303,8 @@ class _StreamingLoader:
         """When processing leaves the matrix alone, a transform that can write into a given
         tensor (Gemma's embedding scale) writes each block of rows straight into the
         parameter: no block-sized temporary and no copy. False when that does not apply."""
-        transform: Any = weight.source.transform  # one that takes out=, per writes_out
-        if weight.key not in self.vocabulary_kept or not getattr(transform, "writes_out", False):
+        transform = weight.source.transform
+        if weight.key not in self.vocabulary_kept or not transform.writes_out:
             return False
         stop = start + hf_rows.shape[0]
         rows = self.targets[weight.key][vocab_blocks.block_index(axis, start, stop)]
@@ -331,7 +333,7 @@ def _unembedding_sum_during_embedding(
     matrix once more before W_U's pass. None when that does not apply."""
     by_key = {w.key: w for w in planned}
     embed, unembed = by_key.get("embed.W_E"), by_key.get("unembed.W_U")
-    if not (loader.processes and loader.steps["center_unembed"]) or embed is None:
+    if not (loader.processes and loader.steps.center_unembed) or embed is None:
         return None
     if unembed is None or embed.hf_key is None or unembed.hf_key is None:
         return None
@@ -349,7 +351,7 @@ def _keeps_unembedding_tied(
     planned: list[PlannedWeight],
     source: TensorSource,
     cfg: HookedTransformerConfig,
-    steps: processing_steps.Steps,
+    steps: ProcessingFlags,
 ) -> bool:
     """True when W_U is W_E^T in the checkpoint and no processing step makes them differ:
     then the model stores the matrix once."""
@@ -362,8 +364,8 @@ def _keeps_unembedding_tied(
         and unembed.source.transform is transposed
         and source.same_tensor(embed.hf_key, unembed.hf_key)
     )
-    folds_final_norm = steps["fold_ln"] and cfg.normalization_type in FOLDED_NORMS
-    changed = folds_final_norm or steps["center_unembed"] or steps["center_writing_weights"]
+    folds_final_norm = steps.fold_ln and cfg.normalization_type in FOLDED_NORMS
+    changed = folds_final_norm or steps.center_unembed or steps.center_writing_weights
     return same_matrix and not changed
 
 

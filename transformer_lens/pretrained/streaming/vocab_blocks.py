@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained.adapter import ROW_LOCAL_TRANSFORMS
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.streaming import block_threads
 from transformer_lens.pretrained.streaming.sources import TensorSource
@@ -33,7 +32,7 @@ def chunk_axis(weight: PlannedWeight) -> int | None:
     """Our axis that HF's rows become, when this weight can be loaded by row blocks."""
     if weight.key not in CHUNKABLE or weight.hf_key is None:
         return None
-    return ROW_LOCAL_TRANSFORMS.get(weight.source.transform)
+    return weight.source.transform.row_axis
 
 
 def row_blocks(source: TensorSource, hf_key: str) -> list[tuple[int, int]]:
