@@ -2,7 +2,7 @@
 
     python tools/import_graph.py            # cycles among runtime module-level imports
     python tools/import_graph.py --typing   # imports under `if TYPE_CHECKING:` count too
-    python tools/import_graph.py --lazy     # imports inside functions count too
+    python tools/import_graph.py --lazy     # every import, inside functions and type-only too
     python tools/import_graph.py --edges    # every edge, one per line
 
 Exits 1 when there is a cycle. Runtime module-level imports make the graph; type-only
@@ -124,7 +124,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--typing", action="store_true", help="count TYPE_CHECKING imports")
-    parser.add_argument("--lazy", action="store_true", help="count imports inside functions")
+    parser.add_argument("--lazy", action="store_true", help="count every import")
     parser.add_argument("--edges", action="store_true", help="print every edge")
     args = parser.parse_args()
     kinds = {kind for kind in ("typing", "lazy") if getattr(args, kind)}

@@ -314,11 +314,7 @@ class HookedTransformer(
         `from_pretrained`); value biases are always folded. A model on the CPU is processed
         a piece at a time (a layer, a block of the vocabulary), with little memory beyond
         its own; others through one processed copy of the state dict."""
-        from transformer_lens.pretrained.processing import ProcessingFlags, load_and_process
-        from transformer_lens.pretrained.streaming.in_place import (
-            can_process_in_place,
-            process_in_place,
-        )
+        from transformer_lens.pretrained.processing import ProcessingFlags, process_own_weights
 
         flags = ProcessingFlags(
             fold_ln=fold_ln,
@@ -327,10 +323,24 @@ class HookedTransformer(
             fold_value_biases=True,
             refactor_factored_attn_matrices=refactor_factored_attn_matrices,
         )
-        if can_process_in_place(self):
-            process_in_place(self, flags)
-        else:
-            load_and_process(self, self.state_dict(), flags)
+        process_own_weights(self, flags)
+
+    # ----- the model's side of loading (pretrained.streaming.target.LoadTarget) ----------
+    def _use_folded_norms(self) -> None:
+        """fold_ln moved the norms' weights into the next matrices: LN -> LNPre, RMS -> RMSPre."""
+        from transformer_lens.pretrained.processing_steps import FOLDED_NORMS
+
+        assert self.cfg.normalization_type is not None
+        self.cfg.normalization_type = FOLDED_NORMS[self.cfg.normalization_type]
+        self._rebuild_norms()
+
+    def _tie_unembedding(self) -> None:
+        """W_U becomes a transposed view of W_E's storage."""
+        self.unembed.tie_to(self.embed)
+
+    def _may_take_layout(self, key: str, tensor: Tensor) -> bool:
+        """Only W_U reads another layout than its own without a copy (HF's, transposed)."""
+        return key == "unembed.W_U" and Unembed.accepts_layout(tensor)
 
     def _rebuild_norms(self) -> None:
         """Swap norm modules after cfg.normalization_type changed (fold_ln), keeping devices."""

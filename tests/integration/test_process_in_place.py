@@ -10,7 +10,8 @@ import torch
 
 from tests.integration.family_rows import CASE_IDS, CASES, VOCAB, hf_model
 from transformer_lens import HookedTransformer
-from transformer_lens.pretrained.streaming import in_place, vocab_blocks
+from transformer_lens.pretrained import processing
+from transformer_lens.pretrained.streaming import vocab_blocks
 
 BATCH, POS = 2, 11
 # center_unembed's mean over the vocabulary is summed block by block when streamed and in
@@ -60,7 +61,7 @@ def test_streamed_processing_gives_the_weights_of_whole_processing(
     model = HookedTransformer.from_pretrained_no_processing(
         row.official_name, hf_model=hf, dtype=dtype
     )
-    assert in_place.can_process_in_place(model)
+    assert processing.can_process_in_place(model)
     whole = whole_state_dict_processed(model)
     model.process_weights_()
     assert model.cfg.normalization_type == whole.cfg.normalization_type
@@ -112,9 +113,9 @@ def test_a_wrapped_unembedding_takes_the_whole_path():
     model = HookedTransformer.from_pretrained_no_processing(
         row.official_name, hf_model=hf_model(row, variant)
     )
-    assert in_place.can_process_in_place(model)
+    assert processing.can_process_in_place(model)
     model.unembed = Wrapper(model.unembed)
-    assert not in_place.can_process_in_place(model)
+    assert not processing.can_process_in_place(model)
 
 
 @pytest.mark.parametrize("official_name", ["google/gemma-2b", "gpt2"])

@@ -30,3 +30,27 @@ def test_runtime_imports_of_the_package_have_no_cycle():
     assert "transformer_lens.pretrained.streaming.pieces" in graph
     assert "transformer_lens.hook_points" in graph["transformer_lens.HookedTransformer"]
     assert tool.cycles(graph) == []
+
+
+def test_streaming_knows_nothing_of_the_model_classes():
+    """pretrained/streaming fills a LoadTarget: even for types it imports neither
+    HookedTransformer nor anything above it."""
+    tool = load_tool()
+    graph = tool.build_graph(ROOT, {"typing", "lazy"})
+    above = {
+        "transformer_lens.HookedTransformer",
+        "transformer_lens.ActivationCache",
+        "transformer_lens.pretrained.loader",
+        "transformer_lens.pretrained.processing",
+    }
+    streaming = [m for m in graph if m.startswith("transformer_lens.pretrained.streaming")]
+    assert len(streaming) >= 9
+    for module in streaming:
+        assert not graph[module] & above, (module, graph[module] & above)
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.streaming.target import LoadTarget
+
+    cfg = HookedTransformerConfig(
+        n_layers=1, d_model=8, n_ctx=4, d_head=2, d_vocab=5, act_fn="relu"
+    )
+    assert isinstance(HookedTransformer(cfg), LoadTarget)

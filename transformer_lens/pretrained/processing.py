@@ -1,22 +1,37 @@
-"""Process a whole state dict the caller holds, then check and load it with
-`load_state_dict` (`load_and_process_state_dict`; `process_weights_` off the CPU). A
-checkpoint, or a CPU model's own weights, are streamed instead (`streaming/`)."""
+"""Processing a model's weights after it was built, two ways.
+
+- A whole state dict the caller holds (`load_and_process_state_dict`; `process_weights_` off
+  the CPU) is processed at once, then checked and loaded with `load_state_dict`.
+- `process_weights_` on a CPU model streams its own parameters through the loader's pieces
+  under an identity plan: each piece (the embedding, each layer, the unembedding by
+  vocabulary blocks) is processed and written back before the next is read, and an
+  unembedding that owns its storage is folded and centred into its own rows. Processing the
+  whole state dict would hold every processed tensor, and for the unembedding the
+  temporaries of folding and centring it, beside the model: 4-5 GB on top of a 5 GB float32
+  Gemma-2b-shaped model. The results are those of the whole path (W_U within the summation
+  order of center_unembed's mean).
+"""
 
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained import processing_steps
+from transformer_lens.pretrained.adapter import WeightSource, transposed, unchanged
+from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.processing_steps import (
     FOLDED_NORMS,
     ProcessingFlags,
     for_processing,
-    processing_cfg,
-    switch_to_folded_norms,
 )
+from transformer_lens.pretrained.streaming.pieces import stream_and_process
+from transformer_lens.pretrained.streaming.sources import from_own_weights
 
 if TYPE_CHECKING:
     from transformer_lens.HookedTransformer import HookedTransformer
@@ -26,14 +41,14 @@ def load_and_process(
     model: HookedTransformer, state_dict: dict[str, Tensor], flags: ProcessingFlags
 ) -> None:
     """Process a whole state dict, then load it (checked before anything changes)."""
-    cfg = processing_cfg(model)
+    cfg = copy.copy(model.cfg)  # what processing reads: the norms before the fold
     steps = processing_steps.step_flags(cfg, flags)
     processed = processing_steps.run_steps(for_processing(state_dict, flags), cfg, steps)
     if not (flags.fold_ln and model.cfg.normalization_type in FOLDED_NORMS):
         model.load_state_dict(processed)
         return
     norms = _norm_modules(model)
-    switch_to_folded_norms(model)
+    model._use_folded_norms()
     try:
         model.load_state_dict(processed)
     except BaseException:  # a refused state dict leaves the model exactly as it was
@@ -54,3 +69,70 @@ def _norm_modules(model: HookedTransformer) -> dict[tuple[torch.nn.Module, str],
             else [(block, "ln1")]
         )
     return {(owner, name): getattr(owner, name) for owner, name in owners if hasattr(owner, name)}
+
+
+def process_own_weights(model: HookedTransformer, flags: ProcessingFlags) -> None:
+    """process_weights_: streamed where the model allows, else through the whole path."""
+    if can_process_in_place(model):
+        process_in_place(model, flags)
+    else:
+        load_and_process(model, model.state_dict(), flags)
+
+
+_UNEMBED = "unembed.W_U"
+
+
+class _OwnWeight(PlannedWeight):
+    """A parameter of the model as its own source. It is already in the dtype its parameter
+    holds (a half-precision model keeps RMSNorm weights in float32): nothing to round."""
+
+    def made_from(self, hf_tensor: Tensor, cfg: HookedTransformerConfig) -> Tensor:
+        return self.source.transform(hf_tensor, cfg)
+
+
+def can_process_in_place(model: HookedTransformer) -> bool:
+    """Whether the streamed path applies: parameters on the CPU (the loader's buffers are
+    CPU tensors) under the classic names of the embedding and unembedding."""
+    parameters = dict(model.named_parameters())
+    return (
+        all(p.device.type == "cpu" for p in parameters.values())
+        and "embed.W_E" in parameters
+        and _UNEMBED in parameters
+    )
+
+
+def process_in_place(model: HookedTransformer, flags: ProcessingFlags) -> None:
+    """Process the model's weights in place with the given steps (see `from_pretrained`)."""
+    _refusals_first(model, flags)
+    unembed = model._tieable_unembed()
+    processing = flags.fold_ln or flags.center_writing_weights or flags.center_unembed
+    if unembed is not None and processing and unembed.is_tied_to(model.embed):
+        # W_U's rows are about to be rewritten: they must not be W_E's.
+        unembed.untie()
+    # The source is HF-shaped for the vocabulary pass: W_U as [d_vocab, d_model] rows.
+    tensors = {
+        key: (p.detach().T if key == _UNEMBED else p.detach())
+        for key, p in model.named_parameters()
+    }
+    plan: list[PlannedWeight] = [
+        _OwnWeight(key, key, WeightSource((key,), transposed if key == _UNEMBED else unchanged))
+        for key in tensors
+    ]
+    with from_own_weights(tensors) as source:
+        stream_and_process(model, plan, source, flags)
+
+
+def _refusals_first(model: HookedTransformer, flags: ProcessingFlags) -> None:
+    """Processing refuses some models (a rotary refactor, a mixture-of-experts fold) when it
+    meets their first layer, which streaming reaches after writing the embedding: process
+    that layer alone first, and drop the result, so that a refusal changes nothing."""
+    if model.cfg.n_layers == 0:
+        return
+    cfg = copy.copy(model.cfg)
+    first_layer = {
+        k: v.detach().float() for k, v in model.named_parameters() if k.startswith("blocks.0.")
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the real pass says which steps it skips
+        steps = processing_steps.step_flags(cfg, flags)
+        processing_steps.run_steps(first_layer, cfg, steps, layers=[0], unembed=False)

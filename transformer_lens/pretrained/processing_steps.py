@@ -1,24 +1,18 @@
 """Which processing steps run: the caller's flags, and the per-step switches with the
 inexact steps turned off (one warning each); and what both processing paths (a whole state
-dict, or streamed pieces) share: the float32 inputs, the config processing reads, the switch
-of a model's norms to their folded kind."""
+dict, or streamed pieces) share: the float32 inputs and the folded norm kinds."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from transformer_lens import weight_processing
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-
-if TYPE_CHECKING:
-    from transformer_lens.HookedTransformer import HookedTransformer
 
 FOLDED_NORMS = {"LN": "LNPre", "RMS": "RMSPre"}
 """A norm's kind once fold_ln has moved its weights into the next matrices."""
@@ -69,17 +63,6 @@ def for_processing(tensors: dict[str, Tensor], flags: ProcessingFlags) -> dict[s
     if not flags.any():
         return tensors
     return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-
-
-def processing_cfg(model: HookedTransformer) -> HookedTransformerConfig:
-    """The config the processing reads: the model's, before its norms are switched."""
-    return copy.copy(model.cfg)
-
-
-def switch_to_folded_norms(model: HookedTransformer) -> None:
-    assert model.cfg.normalization_type is not None
-    model.cfg.normalization_type = FOLDED_NORMS[model.cfg.normalization_type]
-    model._rebuild_norms()
 
 
 def run_steps(

@@ -9,16 +9,15 @@ model's MLP input matrices by blocks of columns (`mlp_blocks`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from transformer_lens import weight_processing
-from transformer_lens.components.unembed import Unembed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained import processing_steps
 from transformer_lens.pretrained.adapter import transposed, unchanged
@@ -27,8 +26,6 @@ from transformer_lens.pretrained.processing_steps import (
     FOLDED_NORMS,
     ProcessingFlags,
     for_processing,
-    processing_cfg,
-    switch_to_folded_norms,
 )
 from transformer_lens.pretrained.streaming import (
     block_threads,
@@ -38,13 +35,11 @@ from transformer_lens.pretrained.streaming import (
 )
 from transformer_lens.pretrained.streaming.adopt_or_copy import adopt_or_copy
 from transformer_lens.pretrained.streaming.sources import TensorSource
-
-if TYPE_CHECKING:
-    from transformer_lens.HookedTransformer import HookedTransformer
+from transformer_lens.pretrained.streaming.target import LoadTarget
 
 
 def stream_and_process(
-    model: HookedTransformer,
+    model: LoadTarget,
     planned: list[PlannedWeight],
     source: TensorSource,
     flags: ProcessingFlags,
@@ -62,7 +57,7 @@ def stream_and_process(
     ):
         loader.load_piece(piece, layers, unembed)
     if tie:
-        model.unembed.tie_to(model.embed)
+        model._tie_unembedding()
         loader.loaded.add("unembed.W_U")
     missing = sorted(set(loader.targets) - loader.loaded)
     if missing:
@@ -70,13 +65,14 @@ def stream_and_process(
 
 
 class _StreamingLoader:
-    def __init__(self, model: HookedTransformer, source: TensorSource, flags: ProcessingFlags):
-        self.cfg = processing_cfg(model)
+    def __init__(self, model: LoadTarget, source: TensorSource, flags: ProcessingFlags):
+        self.cfg = copy.copy(model.cfg)  # what processing reads: the norms before a fold
         self.steps = processing_steps.step_flags(self.cfg, flags)
         self.flags = flags
         self.source = source
         if flags.fold_ln and model.cfg.normalization_type in FOLDED_NORMS:
-            switch_to_folded_norms(model)
+            model._use_folded_norms()
+        self.model = model
         self.targets = dict(model.named_parameters())
         self.loaded: set[str] = set()
         self.processes = self.steps.any()
@@ -217,7 +213,7 @@ class _StreamingLoader:
         # W_U may keep the file's (HF's) layout: F.linear reads it in place, and mapping
         # beats copying 1-2 GB into the layout that multiplies a little faster.
         same_layout = made.stride() == target.stride() or (
-            weight.key == "unembed.W_U" and Unembed.accepts_layout(made)
+            self.model._may_take_layout(weight.key, made)
         )
         if not (
             made.untyped_storage().data_ptr() == mapped.untyped_storage().data_ptr()
