@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -62,6 +63,20 @@ def stream_and_process(
     missing = sorted(set(loader.targets) - loader.loaded)
     if missing:
         raise ValueError(f"Checkpoint left these parameters unset: {missing}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _VocabPass:
+    """One pass over a vocabulary matrix's rows (W_E or W_U), shared by its threads."""
+
+    weight: PlannedWeight
+    hf_key: str
+    axis: int  # our axis that HF's rows become
+    companions: dict[str, Tensor]  # ln_final and b_U, which each block's fold reads
+    vocab_keys: list[str]  # b_U, sliced alongside the rows
+    offsets: dict[str, Tensor]  # center_unembed's folded means, subtracted from each block
+    riding_sum: vocab_blocks.VocabSum | None  # W_U's mean summed from W_E's rows (tied)
+    mapped: bool  # the matrix stays in the file: the pass only sums
 
 
 class _StreamingLoader:
@@ -134,6 +149,8 @@ class _StreamingLoader:
             modes.enter_context(weight_processing.folded_weights_in(buffers.empty_like))
 
     def load_piece(self, piece: list[PlannedWeight], layers: list[int], unembed: bool) -> None:
+        """Read, process and put one piece (the embedding, a layer, the unembedding) into the
+        parameters, then give the source's pages back."""
         if not self.processes:
             piece = [w for w in piece if not self.read_in_place(w)]
         if unembed:  # the last piece: no later layer reuses the float32 buffers
@@ -147,37 +164,52 @@ class _StreamingLoader:
             rest = {k: v for k, v in whole.items() if k in self.targets and k not in self.loaded}
         else:
             self.buffers.next_piece()  # the previous piece's copies are in its parameters
-            by_blocks = mlp_blocks.keys_folded_by_blocks(
-                self.cfg, self.steps.fold_ln, layers, whole, self.targets
-            )
-            stand_ins = (
-                mlp_blocks.stand_ins(self.cfg, layers[0], whole, by_blocks) if by_blocks else {}
-            )
-            rest, unchanged = self.process_and_compare(
-                {**whole, **stand_ins}, layers, unembed, center_unembed=True, buffers=self.buffers
-            )
-            if by_blocks:
-                for key in by_blocks:
-                    del rest[key]
-                # the biases (stand-ins too): an RMSNorm fold leaves them as they were
-                rest.update({k: whole[k] for k in stand_ins if k not in by_blocks})
-                unchanged -= set(by_blocks)
-                mlp_blocks.fold_into(self.targets, whole, by_blocks, layers[0])
-                self.loaded.update(by_blocks)
-            # What processing left as it was stays in the file, as without processing (W_O
-            # and W_out of an RMSNorm model): no copy, nothing read until it is used.
-            # (Without processing, whatever can be mapped already was, above.)
-            for weight in piece if self.processes else []:
-                if weight.key in unchanged and self.read_in_place(weight):
-                    del rest[weight.key]
-        # a reused buffer must never become a parameter: only processing's new tensors may
-        buffers = self.buffers.storages()
-        adoptable = {k for k, v in rest.items() if v.untyped_storage().data_ptr() not in buffers}
-        adopt_or_copy(self.targets, rest, adoptable if self.source.private else set())
-        self.loaded.update(rest)
+            rest = self._processed_piece(piece, whole, layers, unembed)
+        self._put(rest)
         for weight in piece:  # copied where they belong: give the file's pages back
             if weight.hf_key is not None:
                 self.source.release(weight.hf_key)
+
+    def _processed_piece(
+        self,
+        piece: list[PlannedWeight],
+        whole: dict[str, Tensor],
+        layers: list[int],
+        unembed: bool,
+    ) -> dict[str, Tensor]:
+        """The piece's tensors processed, to be put into the parameters: what the MLP column
+        blocks already wrote, and what stays mapped in the file, left out."""
+        by_blocks = mlp_blocks.keys_folded_by_blocks(
+            self.cfg, self.steps.fold_ln, layers, whole, self.targets
+        )
+        stand_ins = mlp_blocks.stand_ins(self.cfg, layers[0], whole, by_blocks) if by_blocks else {}
+        rest, unchanged = self.process_and_compare(
+            {**whole, **stand_ins}, layers, unembed, center_unembed=True, buffers=self.buffers
+        )
+        if by_blocks:
+            for key in by_blocks:
+                del rest[key]
+            # the biases (stand-ins too): an RMSNorm fold leaves them as they were
+            rest.update({k: whole[k] for k in stand_ins if k not in by_blocks})
+            unchanged -= set(by_blocks)
+            mlp_blocks.fold_into(self.targets, whole, by_blocks, layers[0])
+            self.loaded.update(by_blocks)
+        # What processing left as it was stays in the file, as without processing (W_O and
+        # W_out of an RMSNorm model): no copy, nothing read until it is used. (Without
+        # processing, whatever can be mapped already was, in load_piece.)
+        for weight in piece if self.processes else []:
+            if weight.key in unchanged and self.read_in_place(weight):
+                del rest[weight.key]
+        return rest
+
+    def _put(self, tensors: dict[str, Tensor]) -> None:
+        """Adopt or copy into the parameters; a reused buffer is never adopted (only
+        processing's new tensors may become parameters), nor anything from a source whose
+        tensors belong to someone else."""
+        buffers = self.buffers.storages()
+        adoptable = {k for k, v in tensors.items() if v.untyped_storage().data_ptr() not in buffers}
+        adopt_or_copy(self.targets, tensors, adoptable if self.source.private else set())
+        self.loaded.update(tensors)
 
     def load_for_processing(self, weight: PlannedWeight) -> Tensor:
         """The weight as processing takes it. A half-precision checkpoint loaded into float32
@@ -233,18 +265,8 @@ class _StreamingLoader:
         axis = vocab_blocks.chunk_axis(weight)
         assert axis is not None and weight.hf_key is not None
         vocab_keys = ["unembed.b_U"] if unembed and "unembed.b_U" in companions else []
-        offsets: dict[str, Tensor] = {}
-        if unembed and self.steps.center_unembed:
-            if self.unembed_sum is not None:
-                mean = self.unembed_sum.mean()
-            else:
-                mean = vocab_blocks.vocab_mean(weight, axis, self.cfg, self.source)
-            means = {weight.key: mean}
-            for key in vocab_keys:
-                means[key] = companions[key].float().mean(0, keepdim=True)
-            offsets = self._block(companions, means, weight.key, vocab_keys)
+        offsets = self._centring_offsets(weight, axis, companions, vocab_keys, unembed)
         riding_sum = self.unembed_sum if weight.key == "embed.W_E" else None
-        hf_key = weight.hf_key
         # A matrix processing leaves as it is (W_E of an RMSNorm model without Gemma's
         # scale) stays in the file, as without processing: the pass below then only sums
         # its rows for center_unembed's mean, or is not needed at all.
@@ -253,45 +275,75 @@ class _StreamingLoader:
         )
         if mapped and riding_sum is None:
             return
-
-        def load_share(blocks: Sequence[tuple[int, int]]) -> None:
-            staging = float32_buffers.Staging()  # one per thread
-            for start, stop in blocks:
-                hf_rows = self.source.get_rows(hf_key, start, stop)
-                if riding_sum is not None:
-                    riding_sum.add(start, hf_rows)
-                if not mapped and (
-                    vocab_keys or not self._write_block_directly(weight, axis, hf_rows, start)
-                ):
-                    self._write_processed_block(
-                        weight, axis, companions, vocab_keys, offsets, staging, hf_rows, start
-                    )
-                self.source.release(hf_key, start, stop)
-
-        block_threads.for_each_share(load_share, vocab_blocks.row_blocks(self.source, hf_key))
+        vocab_pass = _VocabPass(
+            weight, weight.hf_key, axis, companions, vocab_keys, offsets, riding_sum, mapped
+        )
+        block_threads.for_each_share(
+            functools.partial(self._load_blocks, vocab_pass),
+            vocab_blocks.row_blocks(self.source, weight.hf_key),
+        )
         self.loaded.update([weight.key, *vocab_keys])
 
-    def _write_processed_block(
+    def _centring_offsets(
         self,
         weight: PlannedWeight,
         axis: int,
         companions: dict[str, Tensor],
         vocab_keys: list[str],
-        offsets: dict[str, Tensor],
+        unembed: bool,
+    ) -> dict[str, Tensor]:
+        """center_unembed's folded means over the vocabulary, subtracted from each folded
+        block (folding is linear: the mean of the folded blocks is the fold of the mean)."""
+        if not (unembed and self.steps.center_unembed):
+            return {}
+        if self.unembed_sum is not None:
+            mean = self.unembed_sum.mean()
+        else:
+            mean = vocab_blocks.vocab_mean(weight, axis, self.cfg, self.source)
+        means = {weight.key: mean}
+        for key in vocab_keys:
+            means[key] = companions[key].float().mean(0, keepdim=True)
+        return self._block(companions, means, weight.key, vocab_keys)
+
+    def _load_blocks(self, vocab_pass: _VocabPass, blocks: Sequence[tuple[int, int]]) -> None:
+        """One thread's share of a vocabulary pass: each block of HF's rows is summed for
+        the mean, written into the parameter, or both, then its pages are given back."""
+        weight, hf_key = vocab_pass.weight, vocab_pass.hf_key
+        staging = float32_buffers.Staging()  # one per thread
+        for start, stop in blocks:
+            hf_rows = self.source.get_rows(hf_key, start, stop)
+            if vocab_pass.riding_sum is not None:
+                vocab_pass.riding_sum.add(start, hf_rows)
+            if not vocab_pass.mapped and (
+                vocab_pass.vocab_keys
+                or not self._write_block_directly(weight, vocab_pass.axis, hf_rows, start)
+            ):
+                self._write_processed_block(vocab_pass, staging, hf_rows, start)
+            self.source.release(hf_key, start, stop)
+
+    def _write_processed_block(
+        self,
+        vocab_pass: _VocabPass,
         staging: float32_buffers.Staging,
         hf_rows: Tensor,
         start: int,
     ) -> None:
         """Fold one block of HF's rows (with its slice of b_U) and write it into the
-        parameters' rows, centred by `offsets` on the way."""
+        parameters' rows, centred by the pass's offsets on the way."""
+        weight, companions, vocab_keys = (
+            vocab_pass.weight,
+            vocab_pass.companions,
+            vocab_pass.vocab_keys,
+        )
         stop = start + hf_rows.shape[0]
         block = {weight.key: weight.made_from(hf_rows, self.cfg)}
         block.update({k: companions[k][start:stop] for k in vocab_keys})
         processed = self._block(companions, block, weight.key, vocab_keys)
         with torch.no_grad():
             for key, value in processed.items():
-                index = vocab_blocks.block_index(axis if key == weight.key else 0, start, stop)
-                staging.write(self.targets[key][index], value, offsets.get(key))
+                axis = vocab_pass.axis if key == weight.key else 0
+                index = vocab_blocks.block_index(axis, start, stop)
+                staging.write(self.targets[key][index], value, vocab_pass.offsets.get(key))
 
     def _write_block_directly(
         self, weight: PlannedWeight, axis: int, hf_rows: Tensor, start: int
