@@ -128,6 +128,7 @@ def test_a_refused_step_leaves_the_model_as_it_was(official_name):
         row.official_name, hf_model=hf_model(row, variant)
     )
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    norm = model.cfg.normalization_type
     tokens = torch.arange(10)[None] % VOCAB
     logits = model(tokens)
     if official_name == "gpt2":  # not rotary: refuse through a config the fold cannot do
@@ -135,15 +136,11 @@ def test_a_refused_step_leaves_the_model_as_it_was(official_name):
     with pytest.raises(ValueError, match="refactor_factored_attn_matrices|mixture-of-experts"):
         model.process_weights_(refactor_factored_attn_matrices=True)
     model.cfg.num_experts = None
-    assert model.cfg.normalization_type == row_norm(official_name)
+    assert model.cfg.normalization_type == norm
     after = model.state_dict()
     assert after.keys() == before.keys()
     assert all(torch.equal(after[k], v) for k, v in before.items())
     assert torch.equal(model(tokens), logits)
-
-
-def row_norm(official_name: str) -> str:
-    return "LN" if official_name == "gpt2" else "RMS"
 
 
 def test_processing_twice_gives_what_whole_processing_gives():

@@ -641,18 +641,9 @@ def test_verify_s_shared_load_aliases_the_hf_model_s_matrices(hf_gemma):
     same layout, is the HF tensor itself; what the transform changes (Gemma's scaled W_E,
     its 1 + w norms) is computed; and the forward is HF's, bit for bit (W_U keeps HF's
     layout, so the unembedding runs HF's very matmul)."""
-    from transformer_lens.pretrained.loader import load_pretrained
-
     copied = HookedTransformer.from_pretrained_no_processing("google/gemma-2b", hf_model=hf_gemma)
-    shared = load_pretrained(
-        HookedTransformer,
-        "google/gemma-2b",
-        fold_ln=False,
-        center_writing_weights=False,
-        center_unembed=False,
-        fold_value_biases=False,
-        hf_model=hf_gemma,
-        share_hf_tensors=True,
+    shared = HookedTransformer.from_pretrained_no_processing(
+        "google/gemma-2b", hf_model=hf_gemma, share_hf_tensors=True
     )
     theirs = {p.untyped_storage().data_ptr() for p in hf_gemma.parameters()}
     aliased = {n for n, p in shared.named_parameters() if p.untyped_storage().data_ptr() in theirs}

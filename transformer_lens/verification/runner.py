@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from transformer_lens.HookedTransformer import HookedTransformer
 from transformer_lens.HookedTransformerConfig import resolve_dtype
-from transformer_lens.pretrained.loader import load_pretrained
 from transformer_lens.verification import checks
 from transformer_lens.verification.checks import Prompts, Row, Tokens
 from transformer_lens.verification.reference import Reference, load_reference
@@ -126,13 +125,8 @@ def _load_model(
             )
         # The reference's own tensors, not copies: one model's memory for both (the
         # processing row, which changes weights in place, runs after the reference is gone).
-        return load_pretrained(
-            HookedTransformer,
+        return HookedTransformer.from_pretrained_no_processing(
             reference.official or options.model,
-            fold_ln=False,
-            center_writing_weights=False,
-            center_unembed=False,
-            fold_value_biases=False,
             hf_model=reference.hf_model,
             dtype=dtype,
             device=options.device,
