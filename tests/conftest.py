@@ -9,25 +9,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tests.helpers import randomize_norms, tiny_gemma_config  # noqa: E402
+from tests.tiny_hf import tiny_hf  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_gemma_factory():
-    """tiny_gemma(n_kv) -> a seeded random HF GemmaForCausalLM (eager attention, float32)
-    with randomised norm weights, cached per n_kv for the session."""
-    from transformers import GemmaForCausalLM
-
+    """tiny_gemma(n_kv) -> tiny_hf("gemma", num_key_value_heads=n_kv) (eager attention,
+    float32, norm weights random), cached per n_kv for the session. Shared: copy it before
+    changing it."""
     models: dict[tuple, torch.nn.Module] = {}
 
     def make(num_key_value_heads: int = 1, **overrides):
         key = (num_key_value_heads, tuple(sorted(overrides.items())))
         if key not in models:
-            torch.manual_seed(0)
-            config = tiny_gemma_config(num_key_value_heads=num_key_value_heads, **overrides)
-            model = GemmaForCausalLM(config).eval()
-            randomize_norms(model)
-            models[key] = model
+            models[key] = tiny_hf("gemma", num_key_value_heads=num_key_value_heads, **overrides)
         return models[key]
 
     return make

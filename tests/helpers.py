@@ -1,30 +1,20 @@
-"""Test helpers: tiny HF configs and a closeness check that says where it failed."""
+"""Test helpers: the tiny Gemma config (tests/tiny_hf.py builds every family), loaders, and
+a closeness check that says where it failed."""
 
 import copy
 
 import torch
 from torch import Tensor
 
+from tests.tiny_hf import randomize_norms as randomize_norms  # re-exported for older callers
+from tests.tiny_hf import tiny_hf_config
 from transformer_lens import HookedTransformer
 from transformer_lens.verification.reference import cast_like_from_pretrained
 
 
 def tiny_gemma_config(num_key_value_heads: int = 1, **overrides):
-    from transformers import GemmaConfig
-
-    fields = dict(
-        vocab_size=101,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=8,
-        num_key_value_heads=num_key_value_heads,
-        head_dim=16,
-        max_position_embeddings=64,
-        attn_implementation="eager",
-    )
-    fields.update(overrides)
-    return GemmaConfig(**fields)
+    """tiny_hf_config("gemma"), multi-query unless told otherwise."""
+    return tiny_hf_config("gemma", num_key_value_heads=num_key_value_heads, **overrides)
 
 
 def pretrained_loader(processed: bool):
@@ -32,17 +22,6 @@ def pretrained_loader(processed: bool):
     if processed:
         return HookedTransformer.from_pretrained
     return HookedTransformer.from_pretrained_no_processing
-
-
-@torch.no_grad()
-def randomize_norms(model: torch.nn.Module, std: float = 0.5) -> None:
-    """Random norm weights and all biases, so that a wrong 1 + w, a skipped norm or a
-    dropped bias shows (HF initialises norms to 1 or 0 and biases to 0)."""
-    generator = torch.Generator().manual_seed(1)
-    for name, param in model.named_parameters():
-        module_name = name.split(".")[-2] if "." in name else name
-        if "norm" in name or "ln" in module_name or name.endswith(".bias"):
-            param.copy_(torch.randn(param.shape, generator=generator) * std)
 
 
 def assert_close(actual: Tensor, expected: Tensor, atol: float, what: str = "") -> None:

@@ -4,8 +4,13 @@
     python tools/import_graph.py --typing   # imports under `if TYPE_CHECKING:` count too
     python tools/import_graph.py --lazy     # every import, inside functions and type-only too
     python tools/import_graph.py --edges    # every edge, one per line
+    python tools/import_graph.py --floors   # every import that reaches up a floor
 
-Exits 1 when there is a cycle. Runtime module-level imports make the graph; type-only
+Exits 1 when there is a cycle (with --floors: an arrow up a floor, or a module on no
+floor). The floors are the table in docs/architecture.md: each backticked path there is a
+module (`utils`, `pretrained/loader.py`), a glob (`_utils_*`) or a package with everything
+in it (`components/`), relative to transformer_lens/; the most specific entry wins. Every
+import counts for floors, lazy and type-only ones included. Runtime module-level imports make the graph; type-only
 imports (`if TYPE_CHECKING:`) and lazy ones (inside a function, the usual way a cycle is
 broken today) join it on request. `from X import a` is an arrow to the module X.a when
 there is one; the parent packages a module's import loads first are not arrows."""
@@ -14,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
+import re
 import sys
 from pathlib import Path
 
 PACKAGE = "transformer_lens"
+ARCHITECTURE = Path("docs/architecture.md")
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -121,14 +129,71 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def floor_table(text: str) -> dict[str, int]:
+    """Path pattern -> floor, from the rows `| N. name | `path` `path` ... | owns |` of the
+    floors table in docs/architecture.md."""
+    table: dict[str, int] = {}
+    for line in text.splitlines():
+        row = re.match(r"\|\s*(\d+)\.[^|]*\|([^|]*)\|", line)
+        if row:
+            for path in re.findall(r"`([^`]+)`", row.group(2)):
+                table[path] = int(row.group(1))
+    return table
+
+
+def floor_of(module: str, table: dict[str, int]) -> int | None:
+    """The floor of the most specific table entry that names the module: an exact path
+    first, then the longest glob or package."""
+    relative = module.removeprefix(PACKAGE).lstrip(".").replace(".", "/")
+    best: tuple[bool, int, int] | None = None
+    for pattern, floor in table.items():
+        path = pattern.removesuffix(".py").removesuffix("__init__").rstrip("/") or ""
+        if pattern.endswith("/"):
+            matches = relative == path or relative.startswith(path + "/")
+        else:
+            matches = fnmatch.fnmatchcase(relative, path)
+        exact = matches and "*" not in path and not pattern.endswith("/")
+        if matches and (best is None or (exact, len(path)) > best[:2]):
+            best = (exact, len(path), floor)
+    return None if best is None else best[2]
+
+
+def floor_violations(
+    graph: dict[str, set[str]], table: dict[str, int]
+) -> tuple[list[str], list[str]]:
+    """The modules on no floor, and every arrow `a -> b` with b on a higher floor than a."""
+    floors = {module: floor_of(module, table) for module in graph}
+    unplaced = sorted(module for module, floor in floors.items() if floor is None)
+    upward = [
+        f"{module} ({floors[module]}) -> {imported} ({floors[imported]})"
+        for module in sorted(graph)
+        for imported in sorted(graph[module])
+        if (low := floors[module]) is not None
+        and (high := floors[imported]) is not None
+        and high > low
+    ]
+    return unplaced, upward
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--typing", action="store_true", help="count TYPE_CHECKING imports")
     parser.add_argument("--lazy", action="store_true", help="count every import")
     parser.add_argument("--edges", action="store_true", help="print every edge")
+    parser.add_argument("--floors", action="store_true", help="print arrows up a floor")
     args = parser.parse_args()
+    root = Path(__file__).resolve().parents[1]
+    if args.floors:
+        graph = build_graph(root, {"typing", "lazy"})
+        unplaced, upward = floor_violations(graph, floor_table((root / ARCHITECTURE).read_text()))
+        for module in unplaced:
+            print(f"on no floor of {ARCHITECTURE}: {module}")
+        for arrow in upward:
+            print(f"up a floor: {arrow}")
+        print(f"{len(graph)} modules, {len(unplaced)} on no floor, {len(upward)} arrow(s) up")
+        return 1 if unplaced or upward else 0
     kinds = {kind for kind in ("typing", "lazy") if getattr(args, kind)}
-    graph = build_graph(Path(__file__).resolve().parents[1], kinds)
+    graph = build_graph(root, kinds)
     if args.edges:
         for module in sorted(graph):
             for imported in sorted(graph[module]):

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from transformer_lens.components.attention import key_value_heads_exposed
+from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
+from transformer_lens.past_key_value_caching import (
+    HookedTransformerKeyValueCache,
+    key_value_heads_exposed,
+)
 
-if TYPE_CHECKING:
-    from transformer_lens.HookedTransformer import HookedTransformer
-    from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCache
+
+@runtime_checkable
+class InputModel(Protocol):
+    """What preparing a forward's inputs reads of a HookedTransformer."""
+
+    cfg: HookedTransformerConfig
+    tokenizer: Any
+
+    def tokenize_for_forward(
+        self, text: str | list[str], prepend_bos: bool | None, padding_side: str | None
+    ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"] | None]:
+        """Tokens for forward, with a mask only when padding is present."""
+        ...
 
 
 class ModelInputs(NamedTuple):
@@ -30,7 +44,7 @@ class ModelInputs(NamedTuple):
 
 
 def prepare_inputs(
-    model: HookedTransformer,
+    model: InputModel,
     input: Any,
     tokens: Tensor | None,
     attention_mask: Tensor | None,
@@ -88,7 +102,7 @@ def _with_cache(
     batch: int,
     pos: int,
     device: torch.device,
-    model: HookedTransformer,
+    model: InputModel,
 ) -> ModelInputs:
     """Positions and mask of new tokens that follow the cached ones."""
     check_cache_fits(model, cache, batch)
@@ -104,9 +118,7 @@ def _with_cache(
     return ModelInputs(tokens, residual, positions, padding, new_mask)
 
 
-def check_cache_fits(
-    model: HookedTransformer, cache: HookedTransformerKeyValueCache, batch: int
-) -> None:
+def check_cache_fits(model: InputModel, cache: HookedTransformerKeyValueCache, batch: int) -> None:
     """Refuse a cache this forward could not extend, before anything is appended to it."""
     if len(cache) != model.cfg.n_layers:
         raise ValueError(
@@ -130,7 +142,7 @@ def check_cache_fits(
             )
 
 
-def check_tokens(model: HookedTransformer, tokens: Any) -> Int[Tensor, "batch pos"]:
+def check_tokens(model: InputModel, tokens: Any) -> Int[Tensor, "batch pos"]:
     if not isinstance(tokens, Tensor):
         raise TypeError(f"Expected token ids as a torch.Tensor, got {type(tokens).__name__}")
     if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
@@ -156,7 +168,7 @@ def check_tokens(model: HookedTransformer, tokens: Any) -> Int[Tensor, "batch po
     return tokens.to(model.cfg.device) if model.cfg.device is not None else tokens
 
 
-def check_residual(model: HookedTransformer, residual: Any) -> Float[Tensor, "batch pos d_model"]:
+def check_residual(model: InputModel, residual: Any) -> Float[Tensor, "batch pos d_model"]:
     if not isinstance(residual, Tensor) or not residual.is_floating_point():
         raise TypeError("With start_at_layer, input must be a float residual [batch, pos, d_model]")
     if residual.ndim != 3 or residual.shape[-1] != model.cfg.d_model:

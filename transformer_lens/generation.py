@@ -10,7 +10,7 @@ count from each row's first real token.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int
@@ -18,12 +18,28 @@ from torch import Tensor
 from tqdm import tqdm
 
 from transformer_lens import tokenization, utils
+from transformer_lens._text_methods import TextModel, tokens_and_mask
 from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCache
 
-if TYPE_CHECKING:
-    from transformer_lens.HookedTransformer import HookedTransformer
-
 Tokens = Int[Tensor, "batch pos"]
+
+
+@runtime_checkable
+class GenerationModel(TextModel, Protocol):
+    """What generation uses of a HookedTransformer: its text side (`TextModel`), its
+    forward, and the step from the final residual to logits."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The forward pass."""
+        ...
+
+    def logits_from_residual(
+        self, residual: Float[Tensor, "batch pos d_model"]
+    ) -> Float[Tensor, "batch pos d_vocab_out"]:
+        """ln_final, the unembedding and the logit soft cap."""
+        ...
+
+
 RETURN_TYPES = ("input", "str", "tokens")
 
 
@@ -70,7 +86,7 @@ def _counts(
 
 
 def generate(
-    model: HookedTransformer,
+    model: GenerationModel,
     input: Any = "",
     max_new_tokens: int = 10,
     stop_at_eos: bool = True,
@@ -114,20 +130,20 @@ def generate(
     return tokens if output == "tokens" else _decoded(model, tokens)
 
 
-def _decoded(model: HookedTransformer, tokens: Tokens) -> str | list[str]:
+def _decoded(model: GenerationModel, tokens: Tokens) -> str | list[str]:
     """The text of each row, special tokens (BOS, padding, eos) left out; a str for one row."""
     texts = model.tokenizer.batch_decode(tokens, skip_special_tokens=True)
     return texts[0] if len(texts) == 1 else texts
 
 
 def prepare_prompt(
-    model: HookedTransformer, input: Any, prepend_bos: bool | None, padding_side: str | None
+    model: GenerationModel, input: Any, prepend_bos: bool | None, padding_side: str | None
 ) -> Prompt:
     """Left-padded tokens and their mask, on the model's device."""
     device = model.cfg.device
     if isinstance(input, str | list | tuple):
         texts = input if isinstance(input, str) else list(input)
-        tokens, mask = model._tokens_and_mask(texts, prepend_bos, padding_side or "left")
+        tokens, mask = tokens_and_mask(model, texts, prepend_bos, padding_side or "left")
         if padding_side == "right" and not bool(mask.all()):
             raise ValueError(
                 "generate appends new tokens at the end of each row, so a batch of texts of "
@@ -148,7 +164,7 @@ def prepare_prompt(
     return Prompt(tokens, _left_padding_mask(model, tokens, prepend_bos), "tokens")
 
 
-def _left_padding_mask(model: HookedTransformer, tokens: Tokens, prepend_bos: bool) -> Tokens:
+def _left_padding_mask(model: GenerationModel, tokens: Tokens, prepend_bos: bool) -> Tokens:
     """Token ids carry no mask: rows of a batch that start with the pad token are taken as
     left-padded (a BOS that shares the pad id is kept when prepend_bos). A single row, or a
     model without a tokenizer, has no padding."""
@@ -159,7 +175,7 @@ def _left_padding_mask(model: HookedTransformer, tokens: Tokens, prepend_bos: bo
     return utils.get_attention_mask(tokenizer, tokens, prepend_bos).to(tokens.device)
 
 
-def _eos_ids(model: HookedTransformer, eos_token_id: int | list[int] | None) -> list[int]:
+def _eos_ids(model: GenerationModel, eos_token_id: int | list[int] | None) -> list[int]:
     if eos_token_id is None:
         tokenizer = model.tokenizer
         eos = None if tokenizer is None else tokenizer.eos_token_id
@@ -171,7 +187,7 @@ def _eos_ids(model: HookedTransformer, eos_token_id: int | list[int] | None) -> 
 
 
 def decode_loop(
-    model: HookedTransformer,
+    model: GenerationModel,
     prompt: Prompt,
     max_new_tokens: int,
     eos_ids: list[int],

@@ -3,7 +3,8 @@
 `HookPoint` wraps torch's forward and full-backward module hooks, checks what a hook
 returns, and remembers which hooks are permanent and which `hooks()` context added them.
 `HookedRootModule` names every HookPoint of a model, adds hooks by name or by filter,
-and runs the model with hooks or with an activation cache.
+and runs the model with hooks or with an activation cache (what is cached and how lives
+in `_hook_caching`; the methods here keep the classic names and delegate).
 """
 
 import logging
@@ -15,18 +16,16 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Self
 
+from transformer_lens import _hook_caching
 from transformer_lens._errors import ClassicAssertionError
+from transformer_lens._hook_caching import HookSpec, NameOrFilter, NamesFilter
 from transformer_lens._hook_registry import (
     Direction,
     DirectionOrBoth,
     HookFunction,
     LensHandle,
-    PosIndex,
     PosSlice,
-    _pos_slice_to_index,
-    backward_from_scalar,
     function_name,
-    select_positions,
     unknown_hook_message,
 )
 
@@ -40,9 +39,6 @@ __all__ = [
     "PosSlice",
 ]
 
-NameOrFilter = str | Callable[[str], bool]
-HookSpec = tuple[NameOrFilter, HookFunction]
-NamesFilter = str | Sequence[str] | Callable[[str], bool] | None
 DeviceType = torch.device | None
 
 
@@ -383,22 +379,8 @@ class HookedRootModule(nn.Module):
             return hooked(*model_args, **model_kwargs)
 
     def _names_to_cache(self, names_filter: NamesFilter) -> list[str]:
-        if names_filter is None:
-            return self._matching_hook_names(lambda name: True)
-        if isinstance(names_filter, str) or callable(names_filter):
-            return self._matching_hook_names(names_filter)
-        if isinstance(names_filter, list | tuple):
-            for name in names_filter:
-                if not isinstance(name, str):
-                    raise TypeError(
-                        "names_filter as a list or tuple must hold hook names (str); got "
-                        f"{name!r} of type {type(name).__name__}"
-                    )
-                self._check_hook_name(name)
-            return list(dict.fromkeys(names_filter))
-        raise TypeError(
-            "names_filter must be None, a hook name (str), a list or tuple of hook names, or a "
-            f"callable; got {type(names_filter).__name__}"
+        return _hook_caching.names_to_cache(
+            names_filter, self._matching_hook_names, self._check_hook_name
         )
 
     def get_caching_hooks(
@@ -411,16 +393,10 @@ class HookedRootModule(nn.Module):
         pos_slice: PosSlice = None,
     ) -> tuple[dict[str, Tensor], list[HookSpec], list[HookSpec]]:
         """Hooks that store detached activations (and gradients as `name + "_grad"`) in a dict."""
-        cache = {} if cache is None else cache
         names = self._names_to_cache(names_filter)
-        pos_index = _pos_slice_to_index(pos_slice)
-        save_activation = _caching_hook(cache, "", device, remove_batch_dim, pos_index)
-        fwd_hooks: list[HookSpec] = [(name, save_activation) for name in names]
-        bwd_hooks: list[HookSpec] = []
-        if incl_bwd:
-            save_gradient = _caching_hook(cache, "_grad", device, remove_batch_dim, pos_index)
-            bwd_hooks = [(name, save_gradient) for name in names]
-        return cache, fwd_hooks, bwd_hooks
+        return _hook_caching.caching_hooks(
+            names, incl_bwd, device, remove_batch_dim, cache, pos_slice
+        )
 
     def add_caching_hooks(
         self,
@@ -481,36 +457,7 @@ class HookedRootModule(nn.Module):
         With `incl_bwd`, the output must be a scalar; `backward()` is called on it and the
         gradients are cached too.
         """
-        cache_dict, fwd_hooks, bwd_hooks = self.get_caching_hooks(
-            names_filter, incl_bwd, device, remove_batch_dim, pos_slice=pos_slice
-        )
-        with self.hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts):
-            out = self(*model_args, **model_kwargs)
-            if incl_bwd:
-                backward_from_scalar(out)
-        if not return_cache_object:
-            return out, cache_dict
-        # Imported here because ActivationCache refers back to the model classes.
-        from transformer_lens.ActivationCache import ActivationCache
-
-        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
-
-
-def _caching_hook(
-    cache: dict[str, Tensor],
-    suffix: str,
-    device: str | torch.device | None,
-    remove_batch_dim: bool,
-    pos_index: PosIndex,
-) -> HookFunction:
-    def save_activation(tensor: Tensor, hook: HookPoint) -> None:
-        stored = tensor.detach()
-        if pos_index is not None and hook.pos_axis is not None:
-            stored = select_positions(stored, hook.pos_axis, pos_index, str(hook.name))
-        if remove_batch_dim:
-            stored = stored[0]
-        if device is not None:
-            stored = stored.to(device)
-        cache[f"{hook.name}{suffix}"] = stored
-
-    return save_activation
+        return _hook_caching.run_with_cache(
+            self, model_args, model_kwargs, names_filter, device, remove_batch_dim, incl_bwd,
+            reset_hooks_end, clear_contexts, pos_slice, return_cache_object,
+        )  # fmt: skip

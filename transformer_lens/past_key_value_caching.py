@@ -25,6 +25,15 @@ KeysOrValues = Float[Tensor, "batch pos kv_head_index d_head"]
 AllKeysOrValues = Float[Tensor, "batch total_pos kv_head_index d_head"]
 
 
+def key_value_heads_exposed(cfg: HookedTransformerConfig) -> int:
+    """Heads on hook_k/hook_v/hook_k_input and in this cache: n_key_value_heads unless
+    ungrouped, else n_heads. Attention asks this too; it lives here, below attention,
+    because attention imports the cache."""
+    if cfg.ungroup_grouped_query_attention or cfg.n_key_value_heads is None:
+        return cfg.n_heads
+    return cfg.n_key_value_heads
+
+
 @dataclass
 class HookedTransformerKeyValueCacheEntry:
     """The cached keys and values of one layer."""
@@ -43,9 +52,7 @@ class HookedTransformerKeyValueCacheEntry:
     ) -> HookedTransformerKeyValueCacheEntry:
         """An empty entry [batch_size, 0, heads, d_head] in cfg.dtype on `device`; heads is
         n_key_value_heads on a grouped model unless it is ungrouped, else n_heads."""
-        heads = cfg.n_key_value_heads or cfg.n_heads
-        if cfg.ungroup_grouped_query_attention:
-            heads = cfg.n_heads
+        heads = key_value_heads_exposed(cfg)
         empty = torch.empty(batch_size, 0, heads, cfg.d_head, dtype=cfg.dtype, device=device)
         return cls(empty, empty.clone())
 

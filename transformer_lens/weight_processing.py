@@ -10,11 +10,11 @@ refactor_factored_attn_matrices. After `fold_layer_norm` the caller switches the
 LN to LNPre (RMS to RMSPre).
 """
 
+import dataclasses
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float
@@ -28,22 +28,86 @@ FoldTargets = Sequence[tuple[str, str | None, bool]]
 
 _NORMS_WITH_WEIGHTS = ("LN", "RMS")
 
+
+@dataclass(frozen=True)
+class ProcessingFlags:
+    """The processing steps, declared once: every entry point (from_pretrained and its
+    no-processing twin, load_and_process_state_dict, process_weights_, the loader) builds
+    one of these from its own classic parameters, with `from_arguments`. The defaults are
+    from_pretrained's."""
+
+    fold_ln: bool = True
+    center_writing_weights: bool = True
+    center_unembed: bool = True
+    fold_value_biases: bool = True
+    refactor_factored_attn_matrices: bool = False
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> "ProcessingFlags":
+        """The flags among an entry point's arguments (its `locals()`); a flag the entry
+        point does not take keeps its default (process_weights_ always folds value biases)."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        return cls(**{name: bool(arguments[name]) for name in names if name in arguments})
+
+    @classmethod
+    def none(cls) -> "ProcessingFlags":
+        """Every step off: the checkpoint's weights as they are."""
+        return cls(False, False, False, False, False)
+
+    def any(self) -> bool:
+        """Whether any step is on."""
+        return any(dataclasses.astuple(self))
+
+    def as_keywords(self) -> dict[str, Any]:
+        """The flags as keyword arguments of an entry point (typed Any for mypy: they go
+        into signatures with other parameters)."""
+        return dataclasses.asdict(self)
+
+    def that_apply(self, cfg: "WeightConfig") -> "ProcessingFlags":
+        """These flags with the steps that are inexact for cfg turned off, one warning each
+        (the steps' own text; the steps then do not run, so they do not warn again)."""
+        turned_off = {}
+        for name, skipped in (
+            ("center_writing_weights", center_writing_weights_skipped(cfg)),
+            ("center_unembed", center_unembed_skipped(cfg)),
+        ):
+            if skipped is not None and getattr(self, name):
+                warnings.warn(skipped, stacklevel=4)
+                turned_off[name] = False
+        return dataclasses.replace(self, **turned_off)
+
+
 # Makes an uninitialised tensor of like's shape and layout in the given dtype.
 Allocate = Callable[[Tensor, torch.dtype], Tensor]
-_folded_weights_in: ContextVar[Allocate | None] = ContextVar("_folded_weights_in", default=None)
 
 
-@contextmanager
-def folded_weights_in(allocate: Allocate) -> Iterator[None]:
-    """While active, each folded weight matrix is written into a tensor from `allocate`
-    instead of a new one (a streamed load reuses memory from layer to layer). The caller
-    owns those tensors: it must copy the results out before handing the memory out again.
-    Without autograd only (`out=` does not record gradients)."""
-    token = _folded_weights_in.set(allocate)
-    try:
-        yield
-    finally:
-        _folded_weights_in.reset(token)
+def _as_it_is(tensor: Tensor) -> Tensor:
+    """Read a tensor as it is (the default workspace's `read`)."""
+    return tensor
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """How processing reads its inputs and where it writes the folded matrices. The default
+    reads every tensor as it is and writes new tensors. A streamed load passes `read` =
+    a float32 copy on first use (in reused memory, of only what a step reads, so a weight
+    no step touches comes out as the very tensor that went in) and `allocate` = reused
+    buffers; it owns those buffers and copies the results out before reusing them.
+    `allocate` uses `out=`, which records no gradients: without autograd only."""
+
+    read: Callable[[Tensor], Tensor] = _as_it_is
+    allocate: Allocate | None = None
+
+    def get(self, state_dict: Mapping[str, Tensor], key: str) -> Tensor:
+        """state_dict[key] as processing reads it."""
+        return self.read(state_dict[key])
+
+    def get_or_none(self, state_dict: Mapping[str, Tensor], key: str | None) -> Tensor | None:
+        """state_dict[key] as processing reads it, or None when key is None or absent."""
+        return None if key is None or key not in state_dict else self.read(state_dict[key])
+
+
+AS_IT_IS = Workspace()
 
 
 def _layers(cfg: "WeightConfig", layers: Sequence[int] | None) -> Sequence[int]:
@@ -84,13 +148,14 @@ def _fold_norm_into(
     norm_w: Float[Tensor, " d_in"],
     norm_b: Float[Tensor, " d_in"] | None,
     center: bool,
+    allocate: Allocate | None = None,
 ) -> tuple[Float[Tensor, "*heads d_in d_out"], Float[Tensor, "*heads d_out"] | None]:
-    """Fold `x ↦ norm_w·x + norm_b` into the linear map `x ↦ x @ weight + bias` that reads it."""
+    """Fold `x ↦ norm_w·x + norm_b` into the linear map `x ↦ x @ weight + bias` that reads
+    it; the folded weight is written into `allocate`'s tensor when given, else a new one."""
     if norm_b is not None:
         # Σ_i norm_b[i]·weight[..., i, :] as a vector-matrix product: no weight-sized temporary
         through = norm_b @ weight
         bias = through if bias is None else bias + through
-    allocate = _folded_weights_in.get()
     if allocate is None:
         weight = norm_w[:, None] * weight
     else:
@@ -110,6 +175,7 @@ def _fold_norm(
     layer_norm: bool,
     fold_biases: bool,
     center_weights: bool,
+    workspace: Workspace,
 ) -> None:
     """Fold the norm stored under `norm` into `targets` (weight key, bias key, centre it?).
 
@@ -117,16 +183,17 @@ def _fold_norm(
     """
     if f"{norm}.w" not in state_dict:
         raise ValueError(f"{norm}.w is missing: is this state dict already folded?")
-    norm_w = state_dict.pop(f"{norm}.w")
+    norm_w = workspace.read(state_dict.pop(f"{norm}.w"))
     norm_b = state_dict.pop(f"{norm}.b", None) if layer_norm and fold_biases else None
+    norm_b = None if norm_b is None else workspace.read(norm_b)
     for weight_key, bias_key, center in targets:
-        bias = state_dict.get(bias_key) if bias_key is not None else None
         weight, bias = _fold_norm_into(
-            state_dict[weight_key],
-            bias,
+            workspace.get(state_dict, weight_key),
+            workspace.get_or_none(state_dict, bias_key),
             norm_w,
             norm_b if bias_key is not None else None,
             center and layer_norm and center_weights,
+            workspace.allocate,
         )
         state_dict[weight_key] = weight
         if bias_key is not None and bias is not None:
@@ -162,10 +229,12 @@ def fold_layer_norm(
     center_weights: bool = True,
     layers: Sequence[int] | None = None,
     unembed: bool = True,
+    workspace: Workspace = AS_IT_IS,
 ) -> StateDict:
     """Fold ln1, ln2, SoLU's mlp.ln and ln_final into the weights that read them.
 
-    `layers` and `unembed` restrict the fold to part of the model (streamed loading).
+    `layers` and `unembed` restrict the fold to part of the model (streamed loading);
+    `workspace` says how inputs are read and where folded matrices go.
 
     LN folds weight and bias and centres the folded weights (not W_gate); RMS only scales.
     LNPre, RMSPre and None have nothing to fold and return a copy.
@@ -176,22 +245,32 @@ def fold_layer_norm(
     _check_foldable(cfg, fold_biases)
     layer_norm = cfg.normalization_type == "LN"
     for layer in _layers(cfg, layers):
-        attn = f"blocks.{layer}.attn"
-        w_k, w_v, b_k, b_v = _kv_keys(cfg, layer)
-        qkv = [(f"{attn}.W_Q", f"{attn}.b_Q", True), (w_k, b_k, True), (w_v, b_v, True)]
-        _fold_norm(result, f"blocks.{layer}.ln1", qkv, layer_norm, fold_biases, center_weights)
-        if cfg.attn_only:
-            continue
-        mlp_in = _mlp_targets(cfg, layer)
-        _fold_norm(result, f"blocks.{layer}.ln2", mlp_in, layer_norm, fold_biases, center_weights)
-        if layer_norm and f"blocks.{layer}.mlp.ln.w" in result:
-            w_out = [(f"blocks.{layer}.mlp.W_out", f"blocks.{layer}.mlp.b_out", True)]
-            _fold_norm(result, f"blocks.{layer}.mlp.ln", w_out, True, fold_biases, center_weights)
+        for norm, targets, is_ln in _norms_of_layer(cfg, layer, result):
+            _fold_norm(result, norm, targets, is_ln, fold_biases, center_weights, workspace)
     if unembed:
-        final_layer_norm = layer_norm and not cfg.final_rms
         targets = [("unembed.W_U", "unembed.b_U", True)]
-        _fold_norm(result, "ln_final", targets, final_layer_norm, fold_biases, center_weights)
+        is_ln = layer_norm and not cfg.final_rms
+        _fold_norm(result, "ln_final", targets, is_ln, fold_biases, center_weights, workspace)
     return result
+
+
+def _norms_of_layer(
+    cfg: WeightConfig, layer: int, state_dict: StateDict
+) -> list[tuple[str, FoldTargets, bool]]:
+    """(norm key, the weights that read it, is it a LayerNorm?) for each norm of a layer:
+    ln1 -> Q/K/V, ln2 -> the MLP's input matrices, SoLU's mlp.ln -> W_out."""
+    layer_norm = cfg.normalization_type == "LN"
+    attn = f"blocks.{layer}.attn"
+    w_k, w_v, b_k, b_v = _kv_keys(cfg, layer)
+    qkv = [(f"{attn}.W_Q", f"{attn}.b_Q", True), (w_k, b_k, True), (w_v, b_v, True)]
+    norms: list[tuple[str, FoldTargets, bool]] = [(f"blocks.{layer}.ln1", qkv, layer_norm)]
+    if cfg.attn_only:
+        return norms
+    norms.append((f"blocks.{layer}.ln2", _mlp_targets(cfg, layer), layer_norm))
+    mlp = f"blocks.{layer}.mlp"
+    if layer_norm and f"{mlp}.ln.w" in state_dict:
+        norms.append((f"{mlp}.ln", [(f"{mlp}.W_out", f"{mlp}.b_out", True)], True))
+    return norms
 
 
 def _center_last(tensor: Float[Tensor, "*rest width"]) -> Float[Tensor, "*rest width"]:
@@ -223,7 +302,10 @@ def center_unembed_skipped(cfg: WeightConfig | None) -> str | None:
 
 
 def center_writing_weights(
-    state_dict: StateDict, cfg: WeightConfig, layers: Sequence[int] | None = None
+    state_dict: StateDict,
+    cfg: WeightConfig,
+    layers: Sequence[int] | None = None,
+    workspace: Workspace = AS_IT_IS,
 ) -> StateDict:
     """Remove the d_model mean from everything that writes to the residual stream.
 
@@ -246,11 +328,13 @@ def center_writing_weights(
         writers += [f"blocks.{layer}.mlp.W_out", f"blocks.{layer}.mlp.b_out"]
     for key in writers:
         if key in result:
-            result[key] = _center_last(result[key])
+            result[key] = _center_last(workspace.get(result, key))
     return result
 
 
-def center_unembed(state_dict: StateDict, cfg: WeightConfig | None = None) -> StateDict:
+def center_unembed(
+    state_dict: StateDict, cfg: WeightConfig | None = None, workspace: Workspace = AS_IT_IS
+) -> StateDict:
     """Remove the mean over the vocabulary from W_U and b_U.
 
     This shifts every position's logits by a constant, so log-probs stay the same, unless the
@@ -261,9 +345,9 @@ def center_unembed(state_dict: StateDict, cfg: WeightConfig | None = None) -> St
     if skipped is not None:
         warnings.warn(skipped, stacklevel=2)
         return result
-    result["unembed.W_U"] = _center_last(result["unembed.W_U"])
+    result["unembed.W_U"] = _center_last(workspace.get(result, "unembed.W_U"))
     if "unembed.b_U" in result:
-        result["unembed.b_U"] = _center_last(result["unembed.b_U"])
+        result["unembed.b_U"] = _center_last(workspace.get(result, "unembed.b_U"))
     return result
 
 
@@ -281,7 +365,10 @@ def _value_bias_through_output(
 
 
 def fold_value_biases(
-    state_dict: StateDict, cfg: WeightConfig, layers: Sequence[int] | None = None
+    state_dict: StateDict,
+    cfg: WeightConfig,
+    layers: Sequence[int] | None = None,
+    workspace: Workspace = AS_IT_IS,
 ) -> StateDict:
     """Move b_V into b_O and zero b_V (or `_b_V`), keeping its stored shape.
 
@@ -292,12 +379,13 @@ def fold_value_biases(
     result = dict(state_dict)
     for layer in _layers(cfg, layers):
         b_v_key = _kv_keys(cfg, layer)[3]
-        if b_v_key not in result or not result[b_v_key].any():
+        b_V = workspace.get_or_none(result, b_v_key)
+        if b_V is None or not b_V.any():
             continue
-        b_V, W_O = result[b_v_key], result[f"blocks.{layer}.attn.W_O"]
+        W_O = workspace.get(result, f"blocks.{layer}.attn.W_O")
         b_o_key = f"blocks.{layer}.attn.b_O"
         through = _value_bias_through_output(b_V, W_O)
-        b_O = result.get(b_o_key)
+        b_O = workspace.get_or_none(result, b_o_key)
         result[b_o_key] = through if b_O is None else b_O + through
         result[b_v_key] = torch.zeros_like(b_V)
     return result
@@ -335,13 +423,15 @@ def _pad_head_dim(
     return torch.nn.functional.pad(factor, (0, d_head - factor.shape[-1]))
 
 
-def _refactor_qk(state_dict: StateDict, cfg: WeightConfig, layer: int) -> None:
+def _refactor_qk(state_dict: StateDict, cfg: WeightConfig, layer: int, ws: Workspace) -> None:
     """Rewrite W_Q, b_Q, W_K, b_K so that QK = W_Q W_Kᵀ splits its singular values evenly."""
     attn = f"blocks.{layer}.attn"
     w_k, _, b_k, _ = _kv_keys(cfg, layer)
-    W_Q, W_K = state_dict[f"{attn}.W_Q"], state_dict[w_k]
-    b_Q = state_dict.get(f"{attn}.b_Q", W_Q.new_zeros(W_Q.shape[0], W_Q.shape[-1]))
-    b_K = state_dict.get(b_k, W_K.new_zeros(W_K.shape[0], W_K.shape[-1]))
+    W_Q, W_K = ws.get(state_dict, f"{attn}.W_Q"), ws.get(state_dict, w_k)
+    b_Q = ws.get_or_none(state_dict, f"{attn}.b_Q")
+    b_K = ws.get_or_none(state_dict, b_k)
+    b_Q = W_Q.new_zeros(W_Q.shape[0], W_Q.shape[-1]) if b_Q is None else b_Q
+    b_K = W_K.new_zeros(W_K.shape[0], W_K.shape[-1]) if b_K is None else b_K
     # The bias is the weight of an input coordinate that is always 1.
     query = _with_bias_row(W_Q, b_Q)
     key = _with_bias_row(W_K, b_K)
@@ -352,17 +442,21 @@ def _refactor_qk(state_dict: StateDict, cfg: WeightConfig, layer: int) -> None:
     state_dict[w_k], state_dict[b_k] = key[:, :-1], key[:, -1]
 
 
-def _refactor_ov(state_dict: StateDict, cfg: WeightConfig, layer: int) -> None:
+def _refactor_ov(state_dict: StateDict, cfg: WeightConfig, layer: int, ws: Workspace) -> None:
     """Rewrite W_V, W_O as U·diag(S) and Vhᵀ of OV = W_V W_O (value biases already folded)."""
     attn = f"blocks.{layer}.attn"
     w_v = _kv_keys(cfg, layer)[1]
-    U, S, Vh = FactoredMatrix(state_dict[w_v], state_dict[f"{attn}.W_O"]).svd()
+    W_V, W_O = ws.get(state_dict, w_v), ws.get(state_dict, f"{attn}.W_O")
+    U, S, Vh = FactoredMatrix(W_V, W_O).svd()
     state_dict[w_v] = _pad_head_dim(U * S[:, None, :], cfg.d_head)
     state_dict[f"{attn}.W_O"] = _pad_head_dim(Vh, cfg.d_head).transpose(-2, -1)
 
 
 def refactor_factored_attn_matrices(
-    state_dict: StateDict, cfg: WeightConfig, layers: Sequence[int] | None = None
+    state_dict: StateDict,
+    cfg: WeightConfig,
+    layers: Sequence[int] | None = None,
+    workspace: Workspace = AS_IT_IS,
 ) -> StateDict:
     """Put each head's QK and OV circuits in SVD form; the attention output is unchanged.
 
@@ -370,45 +464,38 @@ def refactor_factored_attn_matrices(
     b_O, then W_V = U·diag(S), W_O = Vhᵀ. Rejects rotary, grouped and q/k-normed attention.
     """
     _check_refactorable(state_dict, cfg)
-    result = fold_value_biases(state_dict, cfg, layers)
+    result = fold_value_biases(state_dict, cfg, layers, workspace)
     for layer in _layers(cfg, layers):
-        _refactor_qk(result, cfg, layer)
-        _refactor_ov(result, cfg, layer)
+        _refactor_qk(result, cfg, layer, workspace)
+        _refactor_ov(result, cfg, layer, workspace)
     return result
-
-
-_center_writing_weights = center_writing_weights
-_center_unembed = center_unembed
-_fold_value_biases = fold_value_biases
-_refactor_factored_attn_matrices = refactor_factored_attn_matrices
 
 
 def process_weights(
     state_dict: StateDict,
     cfg: WeightConfig,
-    fold_ln: bool = True,
-    center_writing_weights: bool = True,
-    center_unembed: bool = True,
-    fold_value_biases: bool = True,
-    refactor_factored_attn_matrices: bool = False,
+    flags: ProcessingFlags = ProcessingFlags(),
     layers: Sequence[int] | None = None,
     unembed: bool = True,
+    workspace: Workspace = AS_IT_IS,
 ) -> StateDict:
-    """Run the requested steps in order; returns a new state dict.
+    """Run the steps `flags` asks for, in order; returns a new state dict. `layers` and
+    `unembed` restrict them to part of the model (all of it by default).
 
     Folding an LNPre/RMSPre config is a no-op (already folded). center_writing_weights is
     skipped with a warning unless the model is LN-family without final_rms; center_unembed is
-    skipped with a warning under a logit soft cap.
+    skipped with a warning under a logit soft cap (`flags.that_apply(cfg)` turns them off
+    first, warning once).
     """
     result = dict(state_dict)
-    if fold_ln:
-        result = fold_layer_norm(result, cfg, layers=layers, unembed=unembed)
-    if center_writing_weights:
-        result = _center_writing_weights(result, cfg, layers)
-    if center_unembed and unembed:
-        result = _center_unembed(result, cfg)
-    if fold_value_biases:
-        result = _fold_value_biases(result, cfg, layers)
-    if refactor_factored_attn_matrices:
-        result = _refactor_factored_attn_matrices(result, cfg, layers)
+    if flags.fold_ln:
+        result = fold_layer_norm(result, cfg, layers=layers, unembed=unembed, workspace=workspace)
+    if flags.center_writing_weights:
+        result = center_writing_weights(result, cfg, layers, workspace)
+    if flags.center_unembed and unembed:
+        result = center_unembed(result, cfg, workspace)
+    if flags.fold_value_biases:
+        result = fold_value_biases(result, cfg, layers, workspace)
+    if flags.refactor_factored_attn_matrices:
+        result = refactor_factored_attn_matrices(result, cfg, layers, workspace)
     return result

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from tests.tiny_hf import tiny_hf
 from tests.tokenizers import load_tokenizer, save_tokenizers
 from transformer_lens import HookedTransformer, HookedTransformerKeyValueCache
 from transformer_lens.generation import Sampler
@@ -26,36 +27,26 @@ TOKENIZERS = {"llama": "bos_adding", "gpt2": "plain"}
 NO_SPECIAL_IDS = dict(bos_token_id=None, eos_token_id=None, pad_token_id=None)
 
 
-def tiny_hf(family: str) -> torch.nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
+def hf_for(family: str) -> torch.nn.Module:
     # A wider init than HF's default spreads the logits, so greedy choices are not near-ties.
     if family == "llama":
-        config = LlamaConfig(
+        return tiny_hf(
+            "llama",
+            random_norms=False,
             vocab_size=400,
-            hidden_size=64,
             intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=8,
-            num_key_value_heads=2,
             max_position_embeddings=128,
             initializer_range=0.1,
-            attn_implementation="eager",
             **NO_SPECIAL_IDS,
         )
-        return LlamaForCausalLM(config).eval()
-    config = GPT2Config(
+    return tiny_hf(
+        "gpt2",
+        random_norms=False,
         vocab_size=400,
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
         n_positions=128,
         initializer_range=0.1,
-        attn_implementation="eager",
         **NO_SPECIAL_IDS,
     )
-    return GPT2LMHeadModel(config).eval()
 
 
 def load(family: str, hf: torch.nn.Module, dirs, dtype: torch.dtype = torch.float32):
@@ -72,13 +63,13 @@ def tokenizer_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=list(OFFICIAL_NAMES))
 def pair(request, tokenizer_dirs):
-    hf = tiny_hf(request.param)
+    hf = hf_for(request.param)
     return request.param, hf, load(request.param, hf, tokenizer_dirs)
 
 
 @pytest.fixture(scope="module")
 def llama(tokenizer_dirs):
-    return load("llama", tiny_hf("llama"), tokenizer_dirs)
+    return load("llama", hf_for("llama"), tokenizer_dirs)
 
 
 def greedy(model, input, n=N_NEW, **kwargs):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.tiny_hf import tiny_hf
 from tests.tokenizers import load_tokenizer, save_tokenizers
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.lit import HookedTransformerLIT, HookedTransformerLITConfig
@@ -26,34 +27,20 @@ TEXT = "the cat sat on the mat"
 ATOL = 1e-5
 
 
-def tiny_hf(family: str) -> torch.nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
+def hf_for(family: str) -> torch.nn.Module:
     # A wide init spreads the logits, so the top-k order has no near-ties.
     if family == "llama":
-        config = LlamaConfig(
+        return tiny_hf(
+            "llama",
+            random_norms=False,
             vocab_size=400,
-            hidden_size=64,
             intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=8,
-            num_key_value_heads=2,
             max_position_embeddings=128,
             initializer_range=0.1,
-            attn_implementation="eager",
         )
-        return LlamaForCausalLM(config).eval()
-    config = GPT2Config(
-        vocab_size=400,
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
-        n_positions=128,
-        initializer_range=0.1,
-        attn_implementation="eager",
+    return tiny_hf(
+        "gpt2", random_norms=False, vocab_size=400, n_positions=128, initializer_range=0.1
     )
-    return GPT2LMHeadModel(config).eval()
 
 
 OFFICIAL = {"gpt2": ("gpt2", "plain"), "llama": ("meta-llama/Llama-3.2-1B", "bos_adding")}
@@ -68,7 +55,7 @@ def tokenizer_dirs(tmp_path_factory):
 def pair(request, tokenizer_dirs):
     """(HF model, HookedTransformer on its weights, the tokenizer's expected ids of TEXT)."""
     name, tokenizer_kind = OFFICIAL[request.param]
-    hf = tiny_hf(request.param)
+    hf = hf_for(request.param)
     tokenizer = load_tokenizer(tokenizer_dirs[tokenizer_kind])
     model = HookedTransformer.from_pretrained_no_processing(name, hf_model=hf, tokenizer=tokenizer)
     ids = tokenizer(TEXT)["input_ids"]
@@ -79,7 +66,7 @@ def pair(request, tokenizer_dirs):
 
 @pytest.fixture(scope="module")
 def gpt2(tokenizer_dirs):
-    hf = tiny_hf("gpt2")
+    hf = hf_for("gpt2")
     tokenizer = load_tokenizer(tokenizer_dirs["plain"])
     return HookedTransformer.from_pretrained_no_processing("gpt2", hf_model=hf, tokenizer=tokenizer)
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import randomize_norms, tiny_gemma_config
+from tests.tiny_hf import tiny_hf
 from tests.tokenizers import make_bos_adding_tokenizer
 from transformer_lens import HookedTransformer
 from transformer_lens.cli import EXIT_ERROR, EXIT_FAILED, EXIT_PASSED, main
@@ -37,13 +37,8 @@ EXPECTED_CHECKS = {
 @pytest.fixture(scope="module")
 def gemma_dir(tmp_path_factory):
     """A saved 2-layer grouped Gemma (2 key/value heads for 8 query heads) with a tokenizer."""
-    from transformers import GemmaForCausalLM
-
     directory = tmp_path_factory.mktemp("gemma")
-    torch.manual_seed(0)
-    hf = GemmaForCausalLM(tiny_gemma_config(2, vocab_size=400))
-    randomize_norms(hf)
-    hf.save_pretrained(directory)
+    tiny_hf("gemma", num_key_value_heads=2, vocab_size=400).save_pretrained(directory)
     make_bos_adding_tokenizer(directory)
     return directory
 

@@ -27,8 +27,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import assert_close, randomize_norms
-from tests.integration.family_rows import llama_like
+from tests.helpers import assert_close
+from tests.tiny_hf import model_class_name, tiny_hf
 from transformer_lens import (
     HookedTransformer,
     HookedTransformerConfig,
@@ -305,13 +305,9 @@ def test_kv_cache_prompt_then_token_by_token_equals_uncached_logits(
 # ----- Hugging Face parity ---------------------------------------------------------------------
 @dataclass
 class HFCase:
-    class_name: str
-    config: Any
+    family: str  # a tiny_hf family
+    fields: dict[str, Any]  # its config fields, over tiny_hf's defaults
     seed: int
-
-    def __repr__(self) -> str:  # the config's own repr is a page of JSON
-        fields = self.config.to_diff_dict()
-        return f"HFCase({self.class_name}, seed={self.seed}, {fields})"
 
 
 @st.composite
@@ -319,8 +315,6 @@ def hf_cases(draw: st.DrawFn) -> HFCase:
     """Configurations our random specs share with a Hugging Face class: Llama (RMS, full
     rotary, gated, grouped), Mistral (+ sliding window), GPT-2 (LN, standard positions) and
     GPT-NeoX (LN, partial rotary, parallel or sequential blocks)."""
-    import transformers
-
     family = draw(st.sampled_from(["llama", "mistral", "gpt2", "neox"]))
     n_heads = draw(st.sampled_from([1, 2, 4, 6]))
     d_head = draw(st.sampled_from([4, 8]))
@@ -342,12 +336,12 @@ def hf_cases(draw: st.DrawFn) -> HFCase:
         )
         if family == "llama":
             variant["attention_bias"] = draw(st.booleans())
-            return HFCase("LlamaForCausalLM", llama_like("LlamaConfig")(**variant), seed)
+            return HFCase("llama", variant, seed)
         variant["sliding_window"] = draw(st.integers(2, POS))
-        return HFCase("MistralForCausalLM", llama_like("MistralConfig")(**variant), seed)
+        return HFCase("mistral", variant, seed)
     activation = draw(st.sampled_from([*HF_ACTIVATIONS, "swish"]))
     if family == "gpt2":
-        config = transformers.GPT2Config(
+        config = dict(
             vocab_size=D_VOCAB,
             n_embd=n_heads * d_head,
             n_layer=n_layers,
@@ -356,10 +350,9 @@ def hf_cases(draw: st.DrawFn) -> HFCase:
             n_positions=N_CTX,
             activation_function=activation,
             scale_attn_by_inverse_layer_idx=draw(st.booleans()),
-            attn_implementation="eager",
         )
-        return HFCase("GPT2LMHeadModel", config, seed)
-    config = transformers.GPTNeoXConfig(
+        return HFCase("gpt2", config, seed)
+    config = dict(
         vocab_size=D_VOCAB,
         hidden_size=n_heads * d_head,
         num_hidden_layers=n_layers,
@@ -369,22 +362,17 @@ def hf_cases(draw: st.DrawFn) -> HFCase:
         rotary_pct=draw(st.sampled_from(list(range(2, d_head + 1, 2)))) / d_head,
         use_parallel_residual=draw(st.booleans()),
         hidden_act=activation,
-        attn_implementation="eager",
     )
-    return HFCase("GPTNeoXForCausalLM", config, seed)
+    return HFCase("neox", config, seed)
 
 
 @pytest.mark.filterwarnings("ignore:Could not load a tokenizer:UserWarning")
 @PROPERTY
 @given(case=hf_cases())
 def test_configurations_that_map_onto_hugging_face_match_its_logits(case):
-    import transformers
-
-    torch.manual_seed(case.seed)
-    hf_model = getattr(transformers, case.class_name)(case.config).eval()
-    randomize_norms(hf_model)
+    hf_model = tiny_hf(case.family, seed=case.seed, **case.fields)
     model = HookedTransformer.from_pretrained_no_processing(
-        f"tiny-{case.class_name}", hf_model=hf_model, device="cpu"
+        f"tiny-{model_class_name(case.family)}", hf_model=hf_model, device="cpu"
     )
     tokens = torch.randint(0, D_VOCAB, (BATCH, POS), generator=torch.Generator().manual_seed(0))
-    assert_close(model(tokens), hf_model(tokens).logits, ATOL, case.class_name)
+    assert_close(model(tokens), hf_model(tokens).logits, ATOL, model_class_name(case.family))

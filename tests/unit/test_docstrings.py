@@ -102,8 +102,7 @@ def test_the_check_sees_the_main_entry_points():
     names = {f"{obj.__module__}.{obj.__qualname__}" for obj in _public_api()}
     for expected in (
         "transformer_lens.HookedTransformer.HookedTransformer",
-        "transformer_lens._weight_properties.WeightPropertiesMixin",
-        "transformer_lens._text_methods.TextMethodsMixin",
+        "transformer_lens.weight_processing.ProcessingFlags",
         "transformer_lens.hook_points.HookedRootModule",
         "transformer_lens.ActivationCache.ActivationCache",
         "transformer_lens.components.attention.Attention",

@@ -1,5 +1,6 @@
-"""tools/import_graph.py: the runtime import graph of transformer_lens has no cycle, and the
-cycle finder finds the cycles of a graph it is given."""
+"""tools/import_graph.py: the import graph of transformer_lens has no cycle (runtime,
+type-only and lazy imports alike), no import reaches up a floor of docs/architecture.md,
+and the cycle and floor finders find what a graph holds."""
 
 import importlib.util
 import sys
@@ -30,6 +31,49 @@ def test_runtime_imports_of_the_package_have_no_cycle():
     assert "transformer_lens.pretrained.streaming.pieces" in graph
     assert "transformer_lens.hook_points" in graph["transformer_lens.HookedTransformer"]
     assert tool.cycles(graph) == []
+
+
+def test_type_only_imports_close_no_cycle():
+    tool = load_tool()
+    assert tool.cycles(tool.build_graph(ROOT, {"typing"})) == []
+
+
+def test_lazy_imports_close_no_cycle():
+    tool = load_tool()
+    assert tool.cycles(tool.build_graph(ROOT, {"typing", "lazy"})) == []
+
+
+def test_no_import_reaches_up_a_floor():
+    """Every module is on a floor of docs/architecture.md's table, and every import (lazy
+    and type-only included) stays on its floor or goes below."""
+    tool = load_tool()
+    table = tool.floor_table((ROOT / tool.ARCHITECTURE).read_text())
+    graph = tool.build_graph(ROOT, {"typing", "lazy"})
+    assert tool.floor_of("transformer_lens.components.attention", table) == 3
+    assert tool.floor_of("transformer_lens.pretrained.streaming.pieces", table) == 6
+    assert tool.floor_of("transformer_lens.pretrained.loader", table) == 7
+    assert tool.floor_of("transformer_lens", table) == 8
+    assert tool.floor_violations(graph, table) == ([], [])
+
+
+def test_the_floor_check_finds_arrows_up_and_modules_on_no_floor():
+    tool = load_tool()
+    table = tool.floor_table(
+        "| floor | modules | owns |\n|---|---|---|\n"
+        "| 1. low | `utils` `_utils_*` `pkg/low.py` | x |\n| 2. high | `pkg/` | y |\n"
+    )
+    assert table == {"utils": 1, "_utils_*": 1, "pkg/low.py": 1, "pkg/": 2}
+    tl = "transformer_lens"
+    graph = {
+        f"{tl}.utils": {f"{tl}.pkg.mod", f"{tl}.pkg.low"},
+        f"{tl}._utils_data": set(),
+        f"{tl}.pkg.mod": {f"{tl}.utils"},
+        f"{tl}.pkg.low": set(),
+        f"{tl}.other": set(),
+    }
+    unplaced, upward = tool.floor_violations(graph, table)
+    assert unplaced == [f"{tl}.other"]
+    assert upward == [f"{tl}.utils (1) -> {tl}.pkg.mod (2)"]
 
 
 def test_streaming_knows_nothing_of_the_model_classes():

@@ -4,6 +4,7 @@ layouts that let the forward use parameters without copying them."""
 import pytest
 import torch
 
+from tests.tiny_hf import tiny_hf
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.components._layout import linear_weight_from_heads
 
@@ -312,9 +313,7 @@ def test_tied_embeddings_share_one_matrix_until_processing_unties_them():
     memory as HF's); processing makes W_U differ, so it gets storage of its own."""
     import warnings
 
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    hf = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16))
+    hf = tiny_hf("gpt2", random_norms=False, n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16)  # fmt: skip
     tokens = torch.randint(0, 50, (1, 6), generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

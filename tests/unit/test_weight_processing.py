@@ -271,7 +271,8 @@ def test_process_weights_keeps_log_probs(variant):
     cfg = make_cfg(**variant.overrides)
     sd = random_state_dict(cfg)
     refactor = _refactorable(cfg)
-    processed = _quiet(wp.process_weights, sd, cfg, refactor_factored_attn_matrices=refactor)
+    flags = wp.ProcessingFlags(refactor_factored_attn_matrices=refactor)
+    processed = _quiet(wp.process_weights, sd, cfg, flags)
     assert_close(log_probs(processed, folded_cfg(cfg)), log_probs(sd, cfg))
 
 
@@ -324,7 +325,8 @@ def test_refactor_rejects_grouped_attention():
     with pytest.raises(ValueError, match="grouped"):
         wp.refactor_factored_attn_matrices(random_state_dict(cfg), cfg)
     with pytest.raises(ValueError, match="grouped"):
-        wp.process_weights(random_state_dict(cfg), cfg, refactor_factored_attn_matrices=True)
+        flags = wp.ProcessingFlags(refactor_factored_attn_matrices=True)
+        wp.process_weights(random_state_dict(cfg), cfg, flags)
 
 
 def test_refactor_puts_ov_in_svd_form():
@@ -342,7 +344,7 @@ def test_input_dict_and_tensors_are_not_mutated():
     snapshot = {key: value.clone() for key, value in sd.items()}
     keys = list(sd)
     ids = {key: id(value) for key, value in sd.items()}
-    _quiet(wp.process_weights, sd, cfg, refactor_factored_attn_matrices=True)
+    _quiet(wp.process_weights, sd, cfg, wp.ProcessingFlags(refactor_factored_attn_matrices=True))
     assert list(sd) == keys
     for key, value in sd.items():
         assert id(value) == ids[key] and torch.equal(value, snapshot[key]), key
@@ -351,13 +353,7 @@ def test_input_dict_and_tensors_are_not_mutated():
 def test_second_fold_on_pre_config_is_a_no_op():
     cfg = make_cfg(n_key_value_heads=2)
     folded = wp.fold_layer_norm(random_state_dict(cfg), cfg)
-    again = wp.process_weights(
-        folded,
-        folded_cfg(cfg),
-        center_writing_weights=False,
-        center_unembed=False,
-        fold_value_biases=False,
-    )
+    again = wp.process_weights(folded, folded_cfg(cfg), wp.ProcessingFlags.none())
     assert again is not folded
     assert again.keys() == folded.keys()
     assert all(again[key] is folded[key] for key in folded)
@@ -377,9 +373,8 @@ def test_soft_cap_skips_center_unembed_with_warning():
         result = wp.center_unembed(sd, cfg)
     assert result["unembed.W_U"] is sd["unembed.W_U"]
     with pytest.warns(UserWarning, match="center_unembed skipped"):
-        processed = wp.process_weights(
-            sd, cfg, fold_ln=False, center_writing_weights=False, fold_value_biases=False
-        )
+        only_center_unembed = dataclasses.replace(wp.ProcessingFlags.none(), center_unembed=True)
+        processed = wp.process_weights(sd, cfg, only_center_unembed)
     assert processed["unembed.W_U"] is sd["unembed.W_U"]
 
 
@@ -470,9 +465,9 @@ def test_fold_value_biases_leaves_a_layer_without_value_bias_alone():
 
 
 @pytest.mark.parametrize("normalization_type", ["LN", "RMS"])
-def test_folded_weights_in_writes_each_folded_matrix_into_the_given_tensors(normalization_type):
-    """Under folded_weights_in, every weight a norm folds into is written into a tensor of
-    the allocator's, in the weight's own layout, with the same values as a plain fold."""
+def test_a_workspace_allocate_receives_each_folded_matrix(normalization_type):
+    """With a Workspace's allocate, every weight a norm folds into is written into a tensor
+    of the allocator's, in the weight's own layout, with the same values as a plain fold."""
     cfg = make_cfg(normalization_type=normalization_type, gated_mlp=normalization_type == "RMS")
     sd = random_state_dict(cfg)
     sd["blocks.0.attn.W_Q"] = sd["blocks.0.attn.W_Q"].transpose(-1, -2).contiguous().mT
@@ -483,8 +478,7 @@ def test_folded_weights_in_writes_each_folded_matrix_into_the_given_tensors(norm
         return given[-1]
 
     plain = wp.fold_layer_norm(sd, cfg)
-    with wp.folded_weights_in(allocate):
-        into_given = wp.fold_layer_norm(sd, cfg)
+    into_given = wp.fold_layer_norm(sd, cfg, workspace=wp.Workspace(allocate=allocate))
     folded_keys = [k for k in into_given if k.endswith(("W_Q", "W_K", "W_V", "W_in", "W_gate"))]
     folded_keys.append("unembed.W_U")
     pointers = {t.data_ptr() for t in given}
@@ -494,4 +488,4 @@ def test_folded_weights_in_writes_each_folded_matrix_into_the_given_tensors(norm
         assert into_given[key].stride() == sd[key].stride(), key
     for key, value in plain.items():
         assert torch.equal(into_given[key], value), key
-    assert wp._folded_weights_in.get() is None  # the context is left behind on exit
+    assert all(t.data_ptr() not in pointers for t in wp.fold_layer_norm(sd, cfg).values())

@@ -40,7 +40,10 @@ from transformer_lens.components.rotary import apply_rotary, rotary_tables
 from transformer_lens.FactoredMatrix import FactoredMatrix
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedTransformerConfig import ConfigOrDict, HookedTransformerConfig
-from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCacheEntry
+from transformer_lens.past_key_value_caching import (
+    HookedTransformerKeyValueCacheEntry,
+    key_value_heads_exposed,
+)
 
 # Shared by every head, or one copy per head; the three inputs may differ in head count.
 QueryInput = (
@@ -74,13 +77,6 @@ def attention_input_plan(cfg: HookedTransformerConfig) -> InputPlan:
     if cfg.use_split_qkv_input:
         return InputPlan("split", cfg.n_heads, kv_heads)
     return InputPlan("shared", cfg.n_heads, kv_heads)
-
-
-def key_value_heads_exposed(cfg: HookedTransformerConfig) -> int:
-    """Heads on hook_k/hook_v/hook_k_input: n_key_value_heads unless ungrouped."""
-    if cfg.ungroup_grouped_query_attention or cfg.n_key_value_heads is None:
-        return cfg.n_heads
-    return cfg.n_key_value_heads
 
 
 def check_attn_in_allowed(cfg: HookedTransformerConfig) -> None:

@@ -52,6 +52,9 @@ def _upcast(x: Tensor) -> Tensor:
 class LayerNormPre(nn.Module):
     """Centre and scale, with no weight or bias (they were folded into the next layer)."""
 
+    # Read by ActivationCache.apply_ln_to_stack, which centres stacks only for such norms.
+    subtracts_mean = True
+
     def __init__(self, cfg: ConfigOrDict, length: int | None = None):
         super().__init__()
         self.cfg = HookedTransformerConfig.unwrap(cfg)
@@ -67,6 +70,8 @@ class LayerNormPre(nn.Module):
 
 class LayerNorm(nn.Module):
     """LayerNorm with weight `w` and bias `b`; `hook_normalized` is taken after w and b."""
+
+    subtracts_mean = True
 
     def __init__(self, cfg: ConfigOrDict, length: int | None = None):
         super().__init__()

@@ -28,6 +28,9 @@ def _normalize(module: "RMSNormPre", x: Tensor) -> Tensor:
 class RMSNormPre(nn.Module):
     """Divide by the root mean square; no weight."""
 
+    # Read by ActivationCache.apply_ln_to_stack: RMS norms do not centre.
+    subtracts_mean = False
+
     def __init__(self, cfg: ConfigOrDict, length: int | None = None):
         super().__init__()
         self.cfg = HookedTransformerConfig.unwrap(cfg)

@@ -4,12 +4,16 @@ A family declares (1) the HF architecture names it handles, (2) a config map fro
 field to an HF attribute or a small function of the HF config, (3) a weight map from our
 state-dict key to an HF key and a named transform, and (4) the HF config fields it handles
 or deliberately ignores: any other field whose value differs from the HF default raises.
+It may also declare (5) checks: functions of the HF config that only validate, refusing a
+feature we do not implement; they run before the config map is read.
+
+A family derives from another one way only, `base.extend(...)`: the deltas it declares.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +23,8 @@ from torch import Tensor
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 
 ConfigValue = str | Callable[[Any], Any]
+Check = Callable[[Any], None]
+"""A function of the HF config that only validates: it raises ValueError, naming the field."""
 
 # Fields every PretrainedConfig carries that never change the forward pass.
 COMMON_IGNORED_FIELDS = frozenset(
@@ -85,19 +91,52 @@ class Adapter:
     weights: Mapping[str, WeightSource]  # keys with "{i}" repeat per layer
     handled_fields: frozenset[str]
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
 
-    def extend(self, **changes: Any) -> Adapter:
-        """A copy whose mappings are updated (not replaced) by the given ones."""
+    def __post_init__(self) -> None:
+        hidden = sorted(ours for ours in self.config if ours.startswith("_"))
+        if hidden:
+            raise ValueError(
+                f"config map entries {hidden} are not config fields: declare a check that only "
+                "validates in checks="
+            )
+
+    def extend(
+        self, *, remove: Mapping[str, Iterable[str]] | None = None, **changes: Any
+    ) -> Adapter:
+        """The one way a family derives from this one: a copy without the entries `remove`
+        names ({"config": fields, "fixed": fields, "weights": keys, "handled_fields": names}),
+        whose mappings and sets are then updated (not replaced) by the given ones, whose
+        `checks` get the given ones appended, and whose `architectures` are the given ones."""
+        base = self._without(remove or {})
         merged: dict[str, Any] = {}
         for name, value in changes.items():
-            current = getattr(self, name)
-            if isinstance(current, Mapping):
-                merged[name] = {**current, **value}
+            current = getattr(base, name)
+            if name == "architectures":
+                merged[name] = tuple(value)
+            elif name == "checks":
+                merged[name] = current + tuple(value)
             elif isinstance(current, frozenset):
                 merged[name] = current | frozenset(value)
             else:
-                merged[name] = value
-        return dataclasses.replace(self, **merged)
+                merged[name] = {**current, **value}
+        return dataclasses.replace(base, **merged)
+
+    def _without(self, remove: Mapping[str, Iterable[str]]) -> Adapter:
+        kept: dict[str, Any] = {}
+        for name, entries in remove.items():
+            current = getattr(self, name)
+            if not isinstance(current, (Mapping, frozenset)):
+                raise TypeError(f"Adapter.{name} has no named entries to remove")
+            dropped = frozenset(entries)
+            absent = sorted(dropped - set(current))
+            if absent:
+                raise ValueError(f"cannot remove {absent} from Adapter.{name}: not there")
+            if isinstance(current, frozenset):
+                kept[name] = current - dropped
+            else:
+                kept[name] = {key: value for key, value in current.items() if key not in dropped}
+        return dataclasses.replace(self, **kept)
 
 
 def hf(*keys: str, transform: Transform | TransformFunction | None = None) -> WeightSource:

@@ -28,13 +28,14 @@ _GROUPED_TO_PER_HEAD = {"attn._W_K": "attn.W_K", "attn._W_V": "attn.W_V", "attn.
 
 
 def config_fields(adapter: Adapter, hf_config: Any) -> dict[str, Any]:
-    """Our config fields for this HF config; unhandled HF fields raise, naming the field."""
+    """Our config fields for this HF config. Unhandled HF fields raise, naming the field;
+    then the adapter's checks run, then its config map is read."""
     check_handled_fields(adapter, hf_config)
+    for check in adapter.checks:
+        check(hf_config)
     fields: dict[str, Any] = dict(adapter.fixed)
     for ours, source in adapter.config.items():
-        value = getattr(hf_config, source) if isinstance(source, str) else source(hf_config)
-        if not ours.startswith("_"):  # "_name" entries only validate
-            fields[ours] = value
+        fields[ours] = getattr(hf_config, source) if isinstance(source, str) else source(hf_config)
     fields["original_architecture"] = adapter.architectures[0]
     return fields
 

@@ -6,6 +6,8 @@ import copy
 import logging
 import os
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,103 +17,83 @@ from transformer_lens.HookedTransformerConfig import HookedTransformerConfig, re
 from transformer_lens.pretrained import hub, official_models
 from transformer_lens.pretrained.convert import config_fields, plan_state_dict
 from transformer_lens.pretrained.name_hints import looks_like_repo_id, unknown_model_error
-from transformer_lens.pretrained.processing_steps import ProcessingFlags
 from transformer_lens.pretrained.registry import adapter_for
+from transformer_lens.pretrained.request import LoadRequest
 from transformer_lens.pretrained.streaming import sources
 from transformer_lens.pretrained.streaming.pieces import stream_and_process
 
-_REJECTED_KWARGS = ("load_in_8bit", "load_in_4bit", "quantization_config")
+
+@dataclass(frozen=True)
+class _Located:
+    """Where a request's weights are, resolved once: the HF config that describes them, and
+    the directory that holds them (None for hf_model=)."""
+
+    hf_config: Any
+    directory: str | None
 
 
-def load_pretrained(
-    cls: Any,
-    model_name: str,
-    fold_ln: bool = True,
-    center_writing_weights: bool = True,
-    center_unembed: bool = True,
-    refactor_factored_attn_matrices: bool = False,
-    checkpoint_index: int | None = None,
-    checkpoint_value: int | None = None,
-    hf_model: Any = None,
-    device: str | torch.device | None = None,
-    n_devices: int = 1,
-    tokenizer: Any = None,
-    move_to_device: bool = True,
-    fold_value_biases: bool = True,
-    default_prepend_bos: bool | None = None,
-    default_padding_side: str = "right",
-    dtype: str | torch.dtype = "float32",
-    first_n_layers: int | None = None,
-    n_ctx: int | None = None,
-    progress_bar: bool = False,
-    *,
-    share_hf_tensors: bool = False,
-    **from_pretrained_kwargs: Any,
-) -> Any:
-    """from_pretrained's work. `share_hf_tensors` (verify's, not part of from_pretrained's
-    documented options) makes unprocessed weights alias hf_model's tensors instead of
-    copies of them, so that the two models cost one model's memory."""
-    if model_name.lower().startswith("t5"):
-        raise RuntimeError("T5 is an encoder-decoder model; HookedTransformer is decoder-only")
-    rejected = [k for k in _REJECTED_KWARGS if from_pretrained_kwargs.get(k)]
-    if rejected:
-        raise ValueError(f"Quantised loading is not supported: {rejected}")
-    dtype = resolve_dtype(from_pretrained_kwargs.pop("torch_dtype", dtype))
-    hub_kwargs = {
-        k: from_pretrained_kwargs.pop(k) for k in hub.HUB_KWARGS if k in from_pretrained_kwargs
-    }
-    unknown = sorted(k for k in from_pretrained_kwargs if k not in _REJECTED_KWARGS)
-    if unknown:
-        raise TypeError(f"from_pretrained got unexpected keyword arguments: {unknown}")
-    if checkpoint_index is not None or checkpoint_value is not None:
+def load_pretrained(cls: Any, request: LoadRequest) -> Any:
+    """from_pretrained's work: locate the checkpoint, build the model from its config, and
+    stream the weights in, processed as `request.flags` asks."""
+    model_name, hf_model = request.model_name, request.hf_model
+    _refuse_other_kinds(model_name, official_models.NOT_DECODER_ONLY.get(model_name.lower()))
+    if request.checkpoint_index is not None or request.checkpoint_value is not None:
         raise NotImplementedError(
             "Training checkpoints are not supported for this model family yet"
         )
-    hf_config, location = _resolve(model_name, hf_model, hub_kwargs)
-    if hf_model is None and location is None:
-        # An official name: the checkpoint's own config.json, not our table, describes the
-        # weights we are about to read (the table is for resolving names offline).
-        location = hub.snapshot(official_models.get_official_model_name(model_name), hub_kwargs)
-        hf_config, _ = _resolve(location, None)
+    located = _locate(model_name, hf_model, request.hub_kwargs)
     cfg = get_pretrained_model_config(
-        model_name,
-        hf_cfg=hf_config,
-        device=device,
-        n_devices=n_devices,
-        default_prepend_bos=default_prepend_bos,
-        dtype=dtype,
-        first_n_layers=first_n_layers,
-        n_ctx=n_ctx,
+        model_name, hf_cfg=located.hf_config, **request.config_options
     )
+    tokenizer = request.tokenizer
     if tokenizer is None:
-        tokenizer = _load_tokenizer(
-            location or cfg.tokenizer_name, local_only=hf_model is not None or location is not None
-        )
+        local_only = hf_model is not None or located.directory is not None
+        tokenizer = _load_tokenizer(located.directory or cfg.tokenizer_name, local_only)
     model = cls(
         cfg,
         tokenizer,
         move_to_device=False,
-        default_padding_side=default_padding_side,
+        default_padding_side=request.default_padding_side,
         load_tokenizer=False,
     )
     if hf_model is not None:
-        source = sources.from_hf_model(hf_model, shared=share_hf_tensors)
+        source = sources.from_hf_model(hf_model, shared=request.share_hf_tensors)
     else:
-        source = _directory_source(model_name, location, hub_kwargs)
-    flags = ProcessingFlags(
-        fold_ln=fold_ln,
-        center_writing_weights=center_writing_weights,
-        center_unembed=center_unembed,
-        fold_value_biases=fold_value_biases,
-        refactor_factored_attn_matrices=refactor_factored_attn_matrices,
-    )
+        assert located.directory is not None
+        source = sources.from_directory(located.directory)
     with source:
-        planned = plan_state_dict(adapter_for(hf_config), model.cfg, source.keys())
-        stream_and_process(model, planned, source, flags, progress_bar)
-    if move_to_device and model.cfg.device is not None:
+        planned = plan_state_dict(adapter_for(located.hf_config), model.cfg, source.keys())
+        stream_and_process(model, planned, source, request.flags, request.progress_bar)
+    if request.move_to_device and model.cfg.device is not None:
         model.to(model.cfg.device, print_details=False)
     logging.info("Loaded pretrained model %s into HookedTransformer", model_name)
     return model
+
+
+def _locate(model_name: str, hf_model: Any, hub_kwargs: Mapping[str, Any]) -> _Located:
+    """The checkpoint's config and directory: hf_model's own, a local directory's, or an
+    official name's snapshot (from the cache, else the hub). For a snapshot the checkpoint's
+    own config.json describes the weights, not our table (which resolves names offline)."""
+    if hf_model is not None:
+        return _Located(_resolve(model_name, hf_model)[0], None)
+    if os.path.isdir(model_name):
+        return _Located(_resolve(model_name, None)[0], model_name)
+    official = _official_or_none(model_name)
+    if official is None:
+        _raise_unknown(model_name, dict(hub_kwargs))
+    assert official is not None
+    directory = hub.snapshot(official, dict(hub_kwargs))
+    return _Located(_resolve(directory, None)[0], directory)
+
+
+def _kind_of(hf_config: Any) -> str | None:
+    """What an HF config describes when it is not a decoder-only model, else None."""
+    return "encoder-decoder" if getattr(hf_config, "is_encoder_decoder", False) else None
+
+
+def _refuse_other_kinds(model_name: str, kind: str | None) -> None:
+    if kind is not None:
+        raise RuntimeError(f"{model_name} is an {kind} model; HookedTransformer is decoder-only")
 
 
 def get_pretrained_model_config(
@@ -144,13 +126,7 @@ def get_pretrained_model_config(
         norm = fields.get("normalization_type")
         fields["normalization_type"] = {"LN": "LNPre", "RMS": "RMSPre"}.get(norm or "", norm)
     if first_n_layers is not None:
-        if not 0 < first_n_layers <= fields["n_layers"]:
-            raise ValueError(
-                f"first_n_layers must be in [1, {fields['n_layers']}], got {first_n_layers}"
-            )
-        fields["n_layers"] = first_n_layers
-        if fields.get("attn_types") is not None:
-            fields["attn_types"] = fields["attn_types"][:first_n_layers]
+        _keep_first_layers(fields, first_n_layers)
     if n_ctx is not None:
         if n_ctx > fields["n_ctx"]:
             warnings.warn(
@@ -159,6 +135,16 @@ def get_pretrained_model_config(
         fields["n_ctx"] = n_ctx
     fields.update(kwargs)
     return HookedTransformerConfig(**fields)
+
+
+def _keep_first_layers(fields: dict[str, Any], first_n_layers: int) -> None:
+    if not 0 < first_n_layers <= fields["n_layers"]:
+        raise ValueError(
+            f"first_n_layers must be in [1, {fields['n_layers']}], got {first_n_layers}"
+        )
+    fields["n_layers"] = first_n_layers
+    if fields.get("attn_types") is not None:
+        fields["attn_types"] = fields["attn_types"][:first_n_layers]
 
 
 def config_dict(model_name: str, hf_cfg: Any = None) -> dict[str, Any]:
@@ -210,13 +196,16 @@ def _resolve(
             # A model built from a config in code has no architectures; its class says it.
             config = copy.copy(config)
             config.architectures = [type(hf_model).__name__]
+        _refuse_other_kinds(model_name, _kind_of(config))
         if official is not None:
             _warn_if_not_official(official, config)
         return config, None
     if os.path.isdir(model_name):
         from transformers import AutoConfig
 
-        return AutoConfig.from_pretrained(model_name, local_files_only=True), model_name
+        config = AutoConfig.from_pretrained(model_name, local_files_only=True)
+        _refuse_other_kinds(model_name, _kind_of(config))
+        return config, model_name
     if official is None:
         _raise_unknown(model_name, hub_kwargs or {})
     assert official is not None
@@ -250,14 +239,6 @@ def _warn_if_not_official(official: str, hf_config: Any) -> None:
             f"(field: (given, official)): {differing}. Using the given model's configuration.",
             stacklevel=3,
         )
-
-
-def _directory_source(
-    model_name: str, location: str | None, hub_kwargs: dict[str, Any]
-) -> sources.TensorSource:
-    if location is None:
-        location = hub.snapshot(official_models.get_official_model_name(model_name), hub_kwargs)
-    return sources.from_directory(location)
 
 
 def _load_tokenizer(name_or_path: str | None, local_only: bool) -> Any:

@@ -22,6 +22,26 @@ NON_HF_HOSTED_MODEL_NAMES: list[str] = [
     "llama-30b-hf",
     "llama-65b-hf",
 ]
+# Classic's official encoder and encoder-decoder models (and their aliases), which classic
+# loads with other classes than HookedTransformer: refused by kind before any network call.
+_OTHER_KINDS = {
+    "encoder": (
+        "google-bert/bert-base-cased",
+        "google-bert/bert-base-uncased",
+        "google-bert/bert-large-cased",
+        "google-bert/bert-large-uncased",
+    ),
+    "encoder-decoder": ("google-t5/t5-small", "google-t5/t5-base", "google-t5/t5-large"),
+    "audio encoder": ("facebook/hubert-base-ls960",),
+}
+NOT_DECODER_ONLY: dict[str, str] = {
+    name: kind
+    for kind, officials in _OTHER_KINDS.items()
+    for official in officials
+    for name in (official.lower(), official.split("/")[-1].lower())
+}
+"""Lower-cased name or alias -> what kind of model it is."""
+
 # Name prefixes of the models for which classic sets trust_remote_code=True.
 NEED_REMOTE_CODE_MODELS: tuple[str, ...] = (
     "bigcode/santacoder",

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
-import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from transformer_lens import weight_processing
+from transformer_lens.components.embed import Embed
+from transformer_lens.components.unembed import Unembed
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained import processing_steps
 from transformer_lens.pretrained.adapter import WeightSource, transposed, unchanged
 from transformer_lens.pretrained.convert import PlannedWeight
 from transformer_lens.pretrained.processing_steps import (
@@ -32,18 +34,35 @@ from transformer_lens.pretrained.processing_steps import (
 )
 from transformer_lens.pretrained.streaming.pieces import stream_and_process
 from transformer_lens.pretrained.streaming.sources import from_own_weights
+from transformer_lens.pretrained.streaming.target import LoadTarget
 
-if TYPE_CHECKING:
-    from transformer_lens.HookedTransformer import HookedTransformer
+
+@runtime_checkable
+class ProcessedModel(LoadTarget, Protocol):
+    """What processing a built model reads of it, beyond what the streamer does:
+    HookedTransformer provides it (typed here, so that this module does not import the
+    class that calls it)."""
+
+    blocks: nn.ModuleList
+    ln_final: nn.Module
+    embed: Embed
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any: ...
+
+    def setup(self) -> None: ...
+
+    def _tieable_unembed(self) -> Unembed | None: ...
 
 
 def load_and_process(
-    model: HookedTransformer, state_dict: dict[str, Tensor], flags: ProcessingFlags
+    model: ProcessedModel, state_dict: dict[str, Tensor], flags: ProcessingFlags
 ) -> None:
     """Process a whole state dict, then load it (checked before anything changes)."""
     cfg = copy.copy(model.cfg)  # what processing reads: the norms before the fold
-    steps = processing_steps.step_flags(cfg, flags)
-    processed = processing_steps.run_steps(for_processing(state_dict, flags), cfg, steps)
+    steps = flags.that_apply(cfg)
+    processed = weight_processing.process_weights(for_processing(state_dict, flags), cfg, steps)
     if not (flags.fold_ln and model.cfg.normalization_type in FOLDED_NORMS):
         model.load_state_dict(processed)
         return
@@ -59,9 +78,9 @@ def load_and_process(
         raise
 
 
-def _norm_modules(model: HookedTransformer) -> dict[tuple[torch.nn.Module, str], torch.nn.Module]:
+def _norm_modules(model: ProcessedModel) -> dict[tuple[object, str], nn.Module]:
     """The norm modules a fold replaces, by (owner, attribute name)."""
-    owners: list[tuple[torch.nn.Module, str]] = [(model, "ln_final")]
+    owners: list[tuple[object, str]] = [(model, "ln_final")]
     for block in model.blocks:
         owners += (
             [(block, "ln1"), (block, "ln2"), (block.mlp, "ln")]
@@ -71,7 +90,7 @@ def _norm_modules(model: HookedTransformer) -> dict[tuple[torch.nn.Module, str],
     return {(owner, name): getattr(owner, name) for owner, name in owners if hasattr(owner, name)}
 
 
-def process_own_weights(model: HookedTransformer, flags: ProcessingFlags) -> None:
+def process_own_weights(model: ProcessedModel, flags: ProcessingFlags) -> None:
     """process_weights_: streamed where the model allows, else through the whole path."""
     if can_process_in_place(model):
         process_in_place(model, flags)
@@ -90,7 +109,7 @@ class _OwnWeight(PlannedWeight):
         return self.source.transform(hf_tensor, cfg)
 
 
-def can_process_in_place(model: HookedTransformer) -> bool:
+def can_process_in_place(model: ProcessedModel) -> bool:
     """Whether the streamed path applies: parameters on the CPU (the loader's buffers are
     CPU tensors) under the classic names of the embedding and unembedding."""
     parameters = dict(model.named_parameters())
@@ -101,7 +120,7 @@ def can_process_in_place(model: HookedTransformer) -> bool:
     )
 
 
-def process_in_place(model: HookedTransformer, flags: ProcessingFlags) -> None:
+def process_in_place(model: ProcessedModel, flags: ProcessingFlags) -> None:
     """Process the model's weights in place with the given steps (see `from_pretrained`)."""
     _refusals_first(model, flags)
     unembed = model._tieable_unembed()
@@ -122,7 +141,7 @@ def process_in_place(model: HookedTransformer, flags: ProcessingFlags) -> None:
         stream_and_process(model, plan, source, flags)
 
 
-def _refusals_first(model: HookedTransformer, flags: ProcessingFlags) -> None:
+def _refusals_first(model: ProcessedModel, flags: ProcessingFlags) -> None:
     """Processing refuses some models (a rotary refactor, a mixture-of-experts fold) when it
     meets their first layer, which streaming reaches after writing the embedding: process
     that layer alone first, and drop the result, so that a refusal changes nothing."""
@@ -134,5 +153,5 @@ def _refusals_first(model: HookedTransformer, flags: ProcessingFlags) -> None:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the real pass says which steps it skips
-        steps = processing_steps.step_flags(cfg, flags)
-        processing_steps.run_steps(first_layer, cfg, steps, layers=[0], unembed=False)
+        steps = flags.that_apply(cfg)
+        weight_processing.process_weights(first_layer, cfg, steps, layers=[0], unembed=False)

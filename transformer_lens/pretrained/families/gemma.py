@@ -3,18 +3,9 @@ sqrt(d_model), tanh-approximated GELU gated MLP, tied unembedding."""
 
 from typing import Any
 
-from transformer_lens.pretrained.adapter import (
-    Adapter,
-    hf,
-    plus_one,
-    times_sqrt_d_model,
-)
-from transformer_lens.pretrained.families.hf_config import (
-    default_rope_theta,
-    head_dim,
-    must_be_false,
-)
-from transformer_lens.pretrained.families.llama_like import LAYER, LLAMA_LIKE
+from transformer_lens.pretrained.adapter import hf, plus_one, times_sqrt_d_model
+from transformer_lens.pretrained.families._readers import default_rope_theta, must_be_false
+from transformer_lens.pretrained.families.llama_like import LAYER, LLAMA_LIKE, ROPE_SCALING
 from transformer_lens.pretrained.official import OfficialModel
 
 
@@ -24,39 +15,24 @@ def _gemma_activation(hf_config: Any) -> str:
     return "gelu_pytorch_tanh" if name in ("gelu", "gelu_pytorch_tanh") else name
 
 
-GEMMA = Adapter(
+# Llama's table with Gemma's scaled embedding and 1 + w norms, the default rotary embedding
+# only, the full context, and Gemma's norm order (weigh in float32, then cast).
+GEMMA = LLAMA_LIKE.extend(
     architectures=("GemmaForCausalLM",),
+    remove={"config": ROPE_SCALING, "fixed": ("rms_norm_cast_before_weight",)},
     config={
-        "d_model": "hidden_size",
-        "d_head": head_dim,
-        "n_heads": "num_attention_heads",
-        "n_key_value_heads": "num_key_value_heads",
-        "d_mlp": "intermediate_size",
-        "n_layers": "num_hidden_layers",
         "n_ctx": "max_position_embeddings",
-        "eps": "rms_norm_eps",
-        "d_vocab": "vocab_size",
         "act_fn": _gemma_activation,
         "rotary_base": default_rope_theta,
-        "_attention_bias": must_be_false("attention_bias"),
-        "_bidirectional": must_be_false("use_bidirectional_attention"),
     },
-    fixed={
-        "normalization_type": "RMS",
-        "positional_embedding_type": "rotary",
-        "gated_mlp": True,
-        "final_rms": True,
-    },
-    # Llama's weight layout, with Gemma's scaled embedding and 1 + w norms.
+    checks=(must_be_false("attention_bias"), must_be_false("use_bidirectional_attention")),
     weights={
-        **LLAMA_LIKE.weights,
         "embed.W_E": hf("model.embed_tokens.weight", transform=times_sqrt_d_model),
         "blocks.{i}.ln1.w": hf(f"{LAYER}.input_layernorm.weight", transform=plus_one),
         "blocks.{i}.ln2.w": hf(f"{LAYER}.post_attention_layernorm.weight", transform=plus_one),
         "ln_final.w": hf("model.norm.weight", transform=plus_one),
     },
-    handled_fields=LLAMA_LIKE.handled_fields
-    | {"hidden_activation", "attention_bias", "use_bidirectional_attention"},
+    handled_fields={"hidden_activation", "attention_bias", "use_bidirectional_attention"},
 )
 
 ADAPTERS = (GEMMA,)

@@ -1,53 +1,19 @@
 """Gemma-2: Gemma-1 plus a norm after attention and after the MLP, tanh soft caps on the
 attention scores and the logits, scores scaled by query_pre_attn_scalar rather than d_head,
-and sliding-window attention on alternate layers (layer 0 slides, as in HF's layer_types).
-
-The layer-type readers here serve Gemma-3 too. Unlike llama_like.attention_types they refuse
-a config without layer_types: guessing from max_window_layers would make no Gemma layer slide."""
+and sliding-window attention on alternate layers (layer 0 slides, as in HF's layer_types;
+a config without layer_types is refused, see _readers.declared_attention_types)."""
 
 import math
 from typing import Any
 
 from transformer_lens.pretrained.adapter import hf, plus_one
+from transformer_lens.pretrained.families._readers import (
+    declared_attention_types,
+    has_local_layers,
+    window_of,
+)
 from transformer_lens.pretrained.families.gemma import GEMMA, LAYER
 from transformer_lens.pretrained.official import OfficialModel
-
-# HF's layer_types (transformers 5) -> our attn_types entries.
-_ATTENTION_TYPES = {"sliding_attention": "local", "full_attention": "global"}
-
-
-def attention_types(hf_config: Any) -> list[str] | None:
-    """Per-layer "local"/"global" in HF's order, or None when no layer slides."""
-    layer_types = getattr(hf_config, "layer_types", None)
-    if layer_types is None:
-        raise ValueError(
-            f"{type(hf_config).__name__} has no layer_types: cannot tell which layers use "
-            "sliding-window attention (configs of transformers >= 5 always carry it)"
-        )
-    unknown = sorted(set(layer_types) - set(_ATTENTION_TYPES))
-    if unknown:
-        raise ValueError(
-            f"{type(hf_config).__name__}.layer_types has unsupported entries {unknown}; "
-            f"supported: {sorted(_ATTENTION_TYPES)}"
-        )
-    types = [_ATTENTION_TYPES[layer_type] for layer_type in layer_types]
-    return types if "local" in types else None
-
-
-def uses_local_attention(hf_config: Any) -> bool:
-    return attention_types(hf_config) is not None
-
-
-def sliding_window(hf_config: Any) -> int | None:
-    """The window of the sliding layers (None when no layer slides)."""
-    if not uses_local_attention(hf_config):
-        return None
-    window = getattr(hf_config, "sliding_window", None)
-    if not window or window <= 0:
-        raise ValueError(
-            f"{type(hf_config).__name__} has sliding_attention layers but sliding_window={window!r}"
-        )
-    return int(window)
 
 
 def query_pre_attn_scale(hf_config: Any) -> float:
@@ -78,9 +44,9 @@ GEMMA2 = GEMMA.extend(
         "attn_scale": query_pre_attn_scale,
         "attn_scores_soft_cap": soft_cap("attn_logit_softcapping"),
         "output_logits_soft_cap": soft_cap("final_logit_softcapping"),
-        "use_local_attn": uses_local_attention,
-        "window_size": sliding_window,
-        "attn_types": attention_types,
+        "use_local_attn": has_local_layers(declared_attention_types),
+        "window_size": window_of(declared_attention_types),
+        "attn_types": declared_attention_types,
     },
     fixed={"use_normalization_before_and_after": True},
     weights={

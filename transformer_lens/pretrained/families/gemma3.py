@@ -3,16 +3,15 @@ key head (stored as 1 + w, like every Gemma norm), a rotary base of their own fo
 sliding layers, and no attention soft cap. Five sliding layers per global one (HF's
 layer_types). The multimodal Gemma3ForConditionalGeneration is not handled.
 
-n_ctx is capped as for the Llama-like families (see llama_like.MAX_N_CTX): rotary tables
+n_ctx is capped as for the Llama-like families (see _readers.MAX_N_CTX): rotary tables
 of 32768 positions would cost 64 MiB per layer on the device. Pass n_ctx= for more."""
 
 from typing import Any
 
 from transformer_lens.pretrained.adapter import hf, plus_one
+from transformer_lens.pretrained.families._readers import capped_context, rope_parameters
 from transformer_lens.pretrained.families.gemma import LAYER
 from transformer_lens.pretrained.families.gemma2 import GEMMA2
-from transformer_lens.pretrained.families.hf_config import rope_parameters
-from transformer_lens.pretrained.families.llama_like import capped_context
 from transformer_lens.pretrained.official import OfficialModel
 
 

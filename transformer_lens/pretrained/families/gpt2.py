@@ -18,36 +18,8 @@ from transformer_lens.pretrained.adapter import (
     view_only,
     zeros,
 )
-from transformer_lens.pretrained.families.hf_config import must_be_false
+from transformer_lens.pretrained.families._readers import activation, must_be_false
 from transformer_lens.pretrained.official import OfficialModel
-
-# HF activation names whose HF function is the one our act_fn of the same name computes
-# (HF "swish" is SiLU). Others, e.g. HF's trainable "xielu", are refused.
-_SAME_ACTIVATION = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_new",
-    "gelu_fast": "gelu_fast",
-    "gelu_pytorch_tanh": "gelu_pytorch_tanh",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
-
-
-def activation(field: str) -> Any:
-    """Our act_fn for the HF activation named by `field`, refusing names we do not mirror."""
-
-    def read(hf_config: Any) -> str:
-        name = getattr(hf_config, field)
-        if name not in _SAME_ACTIVATION:
-            raise ValueError(
-                f"{type(hf_config).__name__}.{field}={name!r} is not supported; "
-                f"supported: {sorted(_SAME_ACTIVATION)}"
-            )
-        return _SAME_ACTIVATION[name]
-
-    read.__name__ = f"activation({field})"
-    return read
 
 
 def _d_head(hf_config: Any) -> int:
@@ -121,9 +93,8 @@ GPT2 = Adapter(
         "act_fn": activation("activation_function"),
         "use_attn_scale": "scale_attn_weights",
         "scale_attn_by_inverse_layer_idx": "scale_attn_by_inverse_layer_idx",
-        "_reorder_and_upcast_attn": _refuse_upcast_attention,
-        "_add_cross_attention": must_be_false("add_cross_attention"),
     },
+    checks=(_refuse_upcast_attention, must_be_false("add_cross_attention")),
     fixed={
         "normalization_type": "LN",
         "positional_embedding_type": "standard",

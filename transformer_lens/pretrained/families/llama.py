@@ -3,20 +3,14 @@ per-head K/V (no n_key_value_heads) when every query head has its own key/value 
 classic TransformerLens for Llama-1/2. MLP biases (mlp_bias) are refused: our gated MLP has
 no gate or up bias."""
 
-from transformer_lens.pretrained.families.hf_config import must_be_false
-from transformer_lens.pretrained.families.llama_like import (
-    LLAMA_LIKE,
-    grouped_kv_heads,
-    optional_bias,
-)
+from transformer_lens.pretrained.families._readers import grouped_kv_heads, must_be_false
+from transformer_lens.pretrained.families.llama_like import LLAMA_LIKE, optional_bias
 from transformer_lens.pretrained.official import OfficialModel
 
 LLAMA = LLAMA_LIKE.extend(
     architectures=("LlamaForCausalLM",),
-    config={
-        "n_key_value_heads": grouped_kv_heads,
-        "_mlp_bias": must_be_false("mlp_bias"),
-    },
+    config={"n_key_value_heads": grouped_kv_heads},
+    checks=(must_be_false("mlp_bias"),),
     weights={
         "blocks.{i}.attn.b_Q": optional_bias("q_proj", "n_heads"),
         "blocks.{i}.attn._b_K": optional_bias("k_proj", "n_key_value_heads"),

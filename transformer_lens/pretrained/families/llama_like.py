@@ -1,14 +1,11 @@
-"""The shared table of Llama-style decoders (Llama, Mistral, Qwen2): pre-norm RMSNorm blocks,
-rotary attention with grouped keys/values, a SiLU-gated MLP and an RMS final norm. The family
-modules extend it with their deltas; the named config readers they need live here too."""
+"""The shared table of Llama-style decoders (Llama, Mistral, Qwen2, Qwen3, Phi-3, Gemma,
+OLMo-2): pre-norm RMSNorm blocks, rotary attention with grouped keys/values, a SiLU-gated MLP
+and an RMS final norm. The family modules extend it with their deltas; the config readers it
+points at live in `_readers`."""
 
-import dataclasses
-from collections.abc import Callable
-from typing import Any
-
-from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained.adapter import (
     Adapter,
+    ConfigValue,
     WeightSource,
     head_bias,
     heads_in,
@@ -18,141 +15,28 @@ from transformer_lens.pretrained.adapter import (
     transposed,
     zeros,
 )
-from transformer_lens.pretrained.families.hf_config import head_dim, rope_parameters
+from transformer_lens.pretrained.families._readers import (
+    ROPE_SCALING_PARAMETERS,
+    capped_context,
+    head_dim,
+    rope_scaling_value,
+    rope_theta,
+    rope_type_is,
+)
 
 LAYER = "model.layers.{i}"
 ATTENTION = f"{LAYER}.self_attn"
 
-# Rotary tables are n_ctx x d_head floats, a sin and a cos per layer once the model is moved
-# to a device (each layer's buffers are copied separately): 128 MiB per layer at 131072
-# positions and d_head 128, 8 MiB at 8192. So n_ctx is capped at 8192, which keeps the full
-# context of Llama-2 (4096) and Meta-Llama-3 (8192); longer-context models (Llama-3.1/3.2,
-# Mistral, Qwen2) get 8192 rather than classic TransformerLens's 2048. Pass n_ctx= to
-# from_pretrained for more.
-MAX_N_CTX = 8192
-
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(HookedTransformerConfig)}
-# HF rope_type -> the rope_parameters entry it reads -> our config field.
-_ROPE_SCALING: dict[str, dict[str, str]] = {
-    "default": {},
-    "llama3": {
-        "factor": "NTK_by_parts_factor",
-        "low_freq_factor": "NTK_by_parts_low_freq_factor",
-        "high_freq_factor": "NTK_by_parts_high_freq_factor",
-        "original_max_position_embeddings": "NTK_original_ctx_len",
+# Our rope-scaling fields (llama3's scaling by parts, linear scaling): the families with
+# only the default rotary embedding remove them.
+ROPE_SCALING: dict[str, ConfigValue] = {
+    "use_NTK_by_parts_rope": rope_type_is("llama3"),
+    **{
+        field: rope_scaling_value("llama3", field)
+        for field in ROPE_SCALING_PARAMETERS["llama3"].values()
     },
-    "linear": {"factor": "rotary_linear_scaling_factor"},
+    "rotary_linear_scaling_factor": rope_scaling_value("linear", "rotary_linear_scaling_factor"),
 }
-# HF's layer_types (recent transformers; older configs only have max_window_layers) -> ours.
-_ATTENTION_TYPES = {"full_attention": "global", "sliding_attention": "local"}
-
-
-# ----- config readers --------------------------------------------------------------------
-def rope(hf_config: Any) -> dict[str, Any]:
-    """The rope parameters, refusing rope types, per-layer rope and partial rotary we lack."""
-    params = rope_parameters(hf_config)
-    name = type(hf_config).__name__
-    if "rope_theta" not in params:
-        raise ValueError(f"{name}: per-layer rope_parameters {params} are not supported")
-    rope_type = params.get("rope_type", "default")
-    if rope_type not in _ROPE_SCALING:
-        raise ValueError(
-            f"Unsupported rope type {rope_type!r} for {name}; supported: {sorted(_ROPE_SCALING)}"
-        )
-    if params.get("partial_rotary_factor", 1.0) != 1.0:
-        raise ValueError(f"{name}: partial_rotary_factor {params['partial_rotary_factor']} != 1")
-    return params
-
-
-def rope_theta(hf_config: Any) -> float:
-    return float(rope(hf_config)["rope_theta"])
-
-
-def rope_type_is(rope_type: str) -> Callable[[Any], bool]:
-    def read(hf_config: Any) -> bool:
-        return rope(hf_config).get("rope_type", "default") == rope_type
-
-    read.__name__ = f"rope_type_is({rope_type})"
-    return read
-
-
-def rope_scaling_value(rope_type: str, ours: str) -> Callable[[Any], Any]:
-    """Our field `ours` from this rope type's parameter; the field's default otherwise."""
-    (key,) = [k for k, field in _ROPE_SCALING[rope_type].items() if field == ours]
-    cast = int if ours == "NTK_original_ctx_len" else float
-
-    def read(hf_config: Any) -> Any:
-        params = rope(hf_config)
-        if params.get("rope_type", "default") != rope_type:
-            return _DEFAULTS[ours]
-        return cast(params[key])
-
-    read.__name__ = f"rope_scaling_value({rope_type}, {key})"
-    return read
-
-
-def capped_context(hf_config: Any) -> int:
-    return min(int(hf_config.max_position_embeddings), MAX_N_CTX)
-
-
-def grouped_kv_heads(hf_config: Any) -> int | None:
-    """num_key_value_heads, or None (classic per-head K/V) when every query head has its own."""
-    kv_heads = getattr(hf_config, "num_key_value_heads", None)
-    return None if kv_heads in (None, hf_config.num_attention_heads) else int(kv_heads)
-
-
-def every_layer_local(hf_config: Any) -> list[str] | None:
-    """Mistral: sliding_window (an int) applies to every layer; None means global attention."""
-    if hf_config.sliding_window is None:
-        return None
-    return ["local"] * hf_config.num_hidden_layers
-
-
-def attention_types(hf_config: Any) -> list[str] | None:
-    """Per-layer "local"/"global" from HF's layer_types, or None when no layer slides.
-    Configs older than layer_types slide the layers from max_window_layers on."""
-    layer_types = getattr(hf_config, "layer_types", None)
-    if layer_types is None:
-        slides = getattr(hf_config, "use_sliding_window", False)
-        first_sliding = getattr(hf_config, "max_window_layers", hf_config.num_hidden_layers)
-        layer_types = [
-            "sliding_attention" if slides and i >= first_sliding else "full_attention"
-            for i in range(hf_config.num_hidden_layers)
-        ]
-    unknown = sorted(set(layer_types) - set(_ATTENTION_TYPES))
-    if unknown:
-        raise ValueError(
-            f"{type(hf_config).__name__}.layer_types has unsupported entries {unknown}; "
-            f"supported: {sorted(_ATTENTION_TYPES)}"
-        )
-    types = [_ATTENTION_TYPES[layer_type] for layer_type in layer_types]
-    return types if "local" in types else None
-
-
-def window_of(layer_types: Callable[[Any], list[str] | None]) -> Callable[[Any], int | None]:
-    """The sliding window of the local layers that `layer_types` finds, or None."""
-
-    def read(hf_config: Any) -> int | None:
-        if layer_types(hf_config) is None:
-            return None
-        window = getattr(hf_config, "sliding_window", None)
-        if not isinstance(window, int) or window <= 0:
-            raise ValueError(
-                f"{type(hf_config).__name__} has sliding-window layers but "
-                f"sliding_window={window!r}"
-            )
-        return window
-
-    read.__name__ = f"window_of({layer_types.__name__})"
-    return read
-
-
-def has_local_layers(layer_types: Callable[[Any], list[str] | None]) -> Callable[[Any], bool]:
-    def read(hf_config: Any) -> bool:
-        return layer_types(hf_config) is not None
-
-    read.__name__ = f"has_local_layers({layer_types.__name__})"
-    return read
 
 
 # ----- weight sources --------------------------------------------------------------------
@@ -180,13 +64,7 @@ LLAMA_LIKE = Adapter(
         "d_vocab": "vocab_size",
         "act_fn": "hidden_act",
         "rotary_base": rope_theta,
-        "use_NTK_by_parts_rope": rope_type_is("llama3"),
-        **{
-            field: rope_scaling_value("llama3", field) for field in _ROPE_SCALING["llama3"].values()
-        },
-        "rotary_linear_scaling_factor": rope_scaling_value(
-            "linear", "rotary_linear_scaling_factor"
-        ),
+        **ROPE_SCALING,
     },
     fixed={
         "normalization_type": "RMS",

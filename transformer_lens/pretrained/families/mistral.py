@@ -2,12 +2,12 @@
 sliding_window is set (None: global attention). HF's window lets query i see keys j with
 i - sliding_window < j <= i, as our local attention does. No biases, always grouped K/V."""
 
-from transformer_lens.pretrained.families.llama_like import (
-    LLAMA_LIKE,
+from transformer_lens.pretrained.families._readers import (
     every_layer_local,
     has_local_layers,
     window_of,
 )
+from transformer_lens.pretrained.families.llama_like import LLAMA_LIKE
 from transformer_lens.pretrained.official import OfficialModel
 
 MISTRAL = LLAMA_LIKE.extend(

@@ -20,47 +20,21 @@ from transformer_lens.pretrained.adapter import (
     view_only,
     zeros,
 )
-from transformer_lens.pretrained.families.gpt2 import activation
+from transformer_lens.pretrained.families._readers import (
+    activation,
+    head_dim,
+    only_default_rope,
+    rotary_dim_of,
+    theta_of,
+)
 from transformer_lens.pretrained.official import OfficialModel
 
-
-def _rope(hf_config: Any) -> tuple[str, float, float]:
-    """(rope_type, base, fraction of d_head rotated), from transformers 5's rope_parameters
-    or the rotary_emb_base / rotary_pct / rope_scaling fields of 4.x."""
-    params = getattr(hf_config, "rope_parameters", None)
-    if params:
-        rope_type = params.get("rope_type", "default")
-        return (
-            rope_type,
-            float(params["rope_theta"]),
-            float(params.get("partial_rotary_factor", 1.0)),
-        )
-    scaling = getattr(hf_config, "rope_scaling", None) or {}
-    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
-    return rope_type, float(hf_config.rotary_emb_base), float(hf_config.rotary_pct)
-
-
-def _default_rope(hf_config: Any) -> tuple[float, float]:
-    rope_type, base, fraction = _rope(hf_config)
-    if rope_type != "default":
-        raise ValueError(
-            f"Unsupported rope type {rope_type!r} for {type(hf_config).__name__}; "
-            "GPT-NeoX supports only the default rotary embedding"
-        )
-    return base, fraction
-
-
-def _d_head(hf_config: Any) -> int:
-    return hf_config.hidden_size // hf_config.num_attention_heads
-
-
-def _rotary_dim(hf_config: Any) -> int:
-    # HF: int(head_size * partial_rotary_factor), the first dims of each head.
-    return int(_d_head(hf_config) * _default_rope(hf_config)[1])
-
-
-def _rotary_base(hf_config: Any) -> float:
-    return _default_rope(hf_config)[0]
+# transformers 4.x names the base rotary_emb_base and the rotated fraction rotary_pct.
+_DEFAULT_ROPE = only_default_rope(
+    base_field="rotary_emb_base", supported="GPT-NeoX supports only the default rotary embedding"
+)
+_rotary_base = theta_of(_DEFAULT_ROPE)
+_rotary_dim = rotary_dim_of(_DEFAULT_ROPE, fraction_field="rotary_pct")
 
 
 def _require_attention_bias(hf_config: Any) -> None:
@@ -99,7 +73,7 @@ NEOX = Adapter(
     architectures=("GPTNeoXForCausalLM",),
     config={
         "d_model": "hidden_size",
-        "d_head": _d_head,
+        "d_head": head_dim,
         "n_heads": "num_attention_heads",
         "d_mlp": "intermediate_size",
         "n_layers": "num_hidden_layers",
@@ -110,8 +84,8 @@ NEOX = Adapter(
         "parallel_attn_mlp": "use_parallel_residual",
         "rotary_dim": _rotary_dim,
         "rotary_base": _rotary_base,
-        "_attention_bias": _require_attention_bias,
     },
+    checks=(_require_attention_bias,),
     fixed={
         "normalization_type": "LN",
         "positional_embedding_type": "rotary",

@@ -11,7 +11,7 @@ OLMo-2's block differs from every block HookedTransformer can build in two ways:
   normalises each head over d_head.
 
 The rest is declared as it would load once the core supports those two (Olmo2RMSNorm
-multiplies by its weight in float32 and then casts, Gemma's order); the `_block` reader,
+multiplies by its weight in float32 and then casts, Gemma's order); the `refuse_block` check,
 and the q/k norm weights for the classic convert_olmo2_weights, refuse first."""
 
 from typing import Any
@@ -19,14 +19,13 @@ from typing import Any
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
-from transformer_lens.pretrained.adapter import Adapter, hf
-from transformer_lens.pretrained.families.hf_config import default_rope_theta, head_dim
+from transformer_lens.pretrained.adapter import hf
+from transformer_lens.pretrained.families._readers import default_rope_theta, grouped_kv_heads
 from transformer_lens.pretrained.families.llama_like import (
     ATTENTION,
     LAYER,
     LLAMA_LIKE,
-    capped_context,
-    grouped_kv_heads,
+    ROPE_SCALING,
     optional_bias,
 )
 from transformer_lens.pretrained.official import OfficialModel
@@ -49,33 +48,19 @@ def refuse_weight(weight: Tensor, cfg: HookedTransformerConfig) -> Tensor:
     raise ValueError(f"{UNSUPPORTED}; cannot convert a q/k norm of shape {tuple(weight.shape)}")
 
 
-OLMO2 = Adapter(
+# Llama's table without pre-norms, with post-norms and q/k norms, and with the default
+# rotary embedding only and Gemma's norm order (weigh in float32, then cast).
+OLMO2 = LLAMA_LIKE.extend(
     architectures=("Olmo2ForCausalLM",),
-    config={
-        "_block": refuse_block,
-        "d_model": "hidden_size",
-        "d_head": head_dim,
-        "n_heads": "num_attention_heads",
-        "n_key_value_heads": grouped_kv_heads,
-        "d_mlp": "intermediate_size",
-        "n_layers": "num_hidden_layers",
-        "n_ctx": capped_context,
-        "eps": "rms_norm_eps",
-        "d_vocab": "vocab_size",
-        "act_fn": "hidden_act",
-        "rotary_base": default_rope_theta,
+    remove={
+        "config": ROPE_SCALING,
+        "fixed": ("rms_norm_cast_before_weight",),
+        "weights": _PRE_NORMS,
     },
-    fixed={
-        "normalization_type": "RMS",
-        "use_normalization_before_and_after": True,
-        "use_qk_norm": True,
-        "positional_embedding_type": "rotary",
-        "gated_mlp": True,
-        "final_rms": True,
-    },
-    # Llama's weight layout without pre-norms, with post-norms and q/k norms.
+    checks=(refuse_block,),
+    config={"n_key_value_heads": grouped_kv_heads, "rotary_base": default_rope_theta},
+    fixed={"use_normalization_before_and_after": True, "use_qk_norm": True},
     weights={
-        **{k: v for k, v in LLAMA_LIKE.weights.items() if k not in _PRE_NORMS},
         "blocks.{i}.attn.b_Q": optional_bias("q_proj", "n_heads"),
         "blocks.{i}.attn._b_K": optional_bias("k_proj", "n_key_value_heads"),
         "blocks.{i}.attn._b_V": optional_bias("v_proj", "n_key_value_heads"),
@@ -85,7 +70,7 @@ OLMO2 = Adapter(
         "blocks.{i}.ln1_post.w": hf(f"{LAYER}.post_attention_layernorm.weight"),
         "blocks.{i}.ln2_post.w": hf(f"{LAYER}.post_feedforward_layernorm.weight"),
     },
-    handled_fields=LLAMA_LIKE.handled_fields | {"attention_bias"},
+    handled_fields={"attention_bias"},
 )
 
 ADAPTERS = (OLMO2,)

@@ -8,48 +8,34 @@ Only the default rotary embedding is supported: "longrope" (called "su" in older
 Phi-3 128k and Phi-3.5) rescales each frequency by a per-dimension factor and switches
 factors with the sequence length, which HookedTransformerConfig cannot express."""
 
-import dataclasses
-from typing import Any
-
 from torch import Tensor
 
 from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
 from transformer_lens.pretrained.adapter import Transform, heads_in, hf, transposed, view_only
-from transformer_lens.pretrained.families.hf_config import head_dim, must_be_false, rope_parameters
+from transformer_lens.pretrained.families._readers import (
+    every_layer_local,
+    grouped_kv_heads,
+    has_local_layers,
+    must_be_false,
+    only_default_rope,
+    rotary_dim_of,
+    theta_of,
+    window_of,
+)
 from transformer_lens.pretrained.families.llama_like import (
     ATTENTION,
     LAYER,
     LLAMA_LIKE,
-    every_layer_local,
-    grouped_kv_heads,
-    has_local_layers,
-    window_of,
+    ROPE_SCALING,
 )
 from transformer_lens.pretrained.official import OfficialModel
 
-
-def _default_rope(hf_config: Any) -> dict[str, Any]:
-    params = rope_parameters(hf_config)
-    rope_type = params.get("rope_type", "default")
-    if rope_type != "default":
-        raise ValueError(
-            f"Unsupported rope type {rope_type!r} for {type(hf_config).__name__}: only the "
-            "default rotary embedding is supported ('longrope', formerly 'su', scales each "
-            "frequency by a per-dimension factor chosen by sequence length)"
-        )
-    return params
-
-
-def rope_theta(hf_config: Any) -> float:
-    return float(_default_rope(hf_config)["rope_theta"])
-
-
-def rotary_dim(hf_config: Any) -> int:
-    """HF rotates the first int(head_dim * partial_rotary_factor) dims of each head."""
-    factor = _default_rope(hf_config).get(
-        "partial_rotary_factor", getattr(hf_config, "partial_rotary_factor", 1.0)
-    )
-    return int(head_dim(hf_config) * factor)
+_DEFAULT_ROPE = only_default_rope(
+    supported="only the default rotary embedding is supported ('longrope', formerly 'su', "
+    "scales each frequency by a per-dimension factor chosen by sequence length)"
+)
+rope_theta = theta_of(_DEFAULT_ROPE)
+rotary_dim = rotary_dim_of(_DEFAULT_ROPE)
 
 
 def _qkv_rows(cfg: HookedTransformerConfig, part: str) -> slice:
@@ -85,24 +71,10 @@ QKV = f"{ATTENTION}.qkv_proj.weight"
 GATE_UP = f"{LAYER}.mlp.gate_up_proj.weight"
 
 # Llama's rope-scaling readers refuse partial rotary; Phi-3 has only the default rotary
-# embedding (see _default_rope), so these fields keep their defaults.
-_ROPE_SCALING_FIELDS = {
-    "use_NTK_by_parts_rope",
-    "NTK_by_parts_factor",
-    "NTK_by_parts_low_freq_factor",
-    "NTK_by_parts_high_freq_factor",
-    "NTK_original_ctx_len",
-    "rotary_linear_scaling_factor",
-}
-_UNSCALED = dataclasses.replace(
-    LLAMA_LIKE,
-    config={
-        ours: read for ours, read in LLAMA_LIKE.config.items() if ours not in _ROPE_SCALING_FIELDS
-    },
-)
-
-PHI3 = _UNSCALED.extend(
+# embedding (see _DEFAULT_ROPE), so those fields keep their defaults.
+PHI3 = LLAMA_LIKE.extend(
     architectures=("Phi3ForCausalLM",),
+    remove={"config": ROPE_SCALING},
     config={
         "n_key_value_heads": grouped_kv_heads,
         "rotary_base": rope_theta,
@@ -110,9 +82,9 @@ PHI3 = _UNSCALED.extend(
         "use_local_attn": has_local_layers(every_layer_local),
         "window_size": window_of(every_layer_local),
         "attn_types": every_layer_local,
-        # HF's Phi-3 builds qkv_proj without a bias whatever this says: refuse True as ambiguous.
-        "_attention_bias": must_be_false("attention_bias"),
     },
+    # HF's Phi-3 builds qkv_proj without a bias whatever this says: refuse True as ambiguous.
+    checks=(must_be_false("attention_bias"),),
     weights={
         "blocks.{i}.attn.W_Q": hf(QKV, transform=qkv_part("q", "n_heads")),
         "blocks.{i}.attn._W_K": hf(QKV, transform=qkv_part("k", "n_key_value_heads")),

@@ -3,13 +3,12 @@ small sizes, and sliding-window attention on the layers HF's layer_types marks (
 max_window_layers on when use_sliding_window is set). Official checkpoints prepend no BOS."""
 
 from transformer_lens.pretrained.adapter import head_bias, hf
-from transformer_lens.pretrained.families.llama_like import (
-    ATTENTION,
-    LLAMA_LIKE,
+from transformer_lens.pretrained.families._readers import (
     attention_types,
     has_local_layers,
     window_of,
 )
+from transformer_lens.pretrained.families.llama_like import ATTENTION, LLAMA_LIKE
 from transformer_lens.pretrained.official import OfficialModel
 
 QWEN2 = LLAMA_LIKE.extend(

@@ -5,14 +5,12 @@ with attention_bias=True gets q/k/v/o biases, the query/key bias inside the q/k 
 Sliding-window layers follow HF's layer_types (all global on the official checkpoints)."""
 
 from transformer_lens.pretrained.adapter import hf
-from transformer_lens.pretrained.families.llama_like import (
-    ATTENTION,
-    LLAMA_LIKE,
+from transformer_lens.pretrained.families._readers import (
     attention_types,
     has_local_layers,
-    optional_bias,
     window_of,
 )
+from transformer_lens.pretrained.families.llama_like import ATTENTION, LLAMA_LIKE, optional_bias
 from transformer_lens.pretrained.official import OfficialModel
 
 QWEN3 = LLAMA_LIKE.extend(

@@ -3,19 +3,16 @@ previous one used, because on first touch fresh pages cost more to fault in than
 
 - `Staging` writes a processed vocabulary block into a parameter's rows (one per thread);
 - `Float32Buffers` holds the float32 copies that processing reads and the folded matrices it
-  writes, layer after layer; `Float32OnUse` makes those copies only for the tensors that
-  processing actually uses.
+  writes, layer after layer; `Float32OnRead` makes those copies only for the tensors that
+  processing actually reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_map
 
 
 class Staging:
@@ -98,49 +95,21 @@ class Float32Buffers:
         return buffer
 
 
-# What these read is the same for a tensor and its float32 copy: no copy needed for them.
-_SAME_FOR_A_COPY = {
-    Tensor.shape.__get__,  # type: ignore[attr-defined]
-    Tensor.ndim.__get__,  # type: ignore[attr-defined]
-    Tensor.device.__get__,
-    Tensor.size,
-    Tensor.dim,
-    Tensor.__len__,
-    Tensor.is_floating_point,
-}
+class Float32OnRead:
+    """A weight_processing.Workspace `read`: a tensor's float32 copy, made by `to_float32`
+    the first time processing reads it and reused after, so that processing computes in
+    float32 but converts only what it uses (a weight it passes through untouched, W_O or
+    W_out of an RMSNorm model, is never copied). Float32 and integer tensors are read as
+    they are."""
 
-
-class Float32OnUse(TorchFunctionMode):
-    """Within this mode, each of `tensors` is replaced by its float32 copy the first time a
-    torch function is given it, so that processing computes in float32 but converts only
-    what it uses: a weight it passes through untouched (W_O, W_out of an RMSNorm model) is
-    never copied, and comes out as the very tensor that went in.
-
-    Every way to read a tensor's values or dtype is a torch function (methods, operators,
-    properties), so processing cannot see a tensor that was not converted; only shape and
-    device queries, the same for both, leave it as it is."""
-
-    def __init__(self, tensors: Iterable[Tensor], to_float32: Callable[[Tensor], Tensor]):
-        super().__init__()
-        self.pending = {id(t): t for t in tensors}
-        self.copies: dict[int, Tensor] = {}
+    def __init__(self, to_float32: Callable[[Tensor], Tensor]):
         self.to_float32 = to_float32
+        # by identity; the read tensor is kept so that its id is not reused meanwhile
+        self.copies: dict[int, tuple[Tensor, Tensor]] = {}
 
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        kwargs = kwargs or {}
-        if func not in _SAME_FOR_A_COPY:
-            args, kwargs = tree_map(self._copy_of, (args, kwargs))
-        return func(*args, **kwargs)
-
-    def _copy_of(self, value: Any) -> Any:
-        if not isinstance(value, Tensor) or id(value) not in self.pending:
-            return value
-        if id(value) not in self.copies:
-            self.copies[id(value)] = self.to_float32(value)
-        return self.copies[id(value)]
+    def __call__(self, tensor: Tensor) -> Tensor:
+        if not tensor.is_floating_point() or tensor.dtype == torch.float32:
+            return tensor
+        if id(tensor) not in self.copies:
+            self.copies[id(tensor)] = (tensor, self.to_float32(tensor))
+        return self.copies[id(tensor)][1]

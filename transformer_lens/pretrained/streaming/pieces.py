@@ -8,7 +8,6 @@ model's MLP input matrices by blocks of columns (`mlp_blocks`).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import functools
@@ -82,7 +81,7 @@ class _VocabPass:
 class _StreamingLoader:
     def __init__(self, model: LoadTarget, source: TensorSource, flags: ProcessingFlags):
         self.cfg = copy.copy(model.cfg)  # what processing reads: the norms before a fold
-        self.steps = processing_steps.step_flags(self.cfg, flags)
+        self.steps = flags.that_apply(self.cfg)
         self.flags = flags
         self.source = source
         if flags.fold_ln and model.cfg.normalization_type in FOLDED_NORMS:
@@ -120,33 +119,27 @@ class _StreamingLoader:
         steps = dataclasses.replace(
             self.steps, center_unembed=center_unembed and self.steps.center_unembed
         )
-        with contextlib.ExitStack() as modes:
-            if buffers is None or not self.flags.any():
-                inputs = for_processing(tensors, self.flags)
-            else:
-                inputs = tensors
-                self._enter_buffer_modes(modes, tensors, buffers)
-            processed = processing_steps.run_steps(
-                inputs, self.cfg, steps, layers=layers, unembed=unembed
-            )
+        if buffers is None or not self.flags.any():
+            inputs, workspace = for_processing(tensors, self.flags), weight_processing.AS_IT_IS
+        else:
+            inputs, workspace = tensors, self._workspace(tensors, buffers)
+        processed = weight_processing.process_weights(
+            inputs, self.cfg, steps, layers=layers, unembed=unembed, workspace=workspace
+        )
         return processed, {k for k, v in processed.items() if inputs.get(k) is v}
 
-    def _enter_buffer_modes(
-        self,
-        modes: contextlib.ExitStack,
-        tensors: dict[str, Tensor],
-        buffers: float32_buffers.Float32Buffers,
-    ) -> None:
-        """Float32 copies, made in `buffers`, of only what processing uses; and the folded
-        matrices in `buffers` too when the parameters are not float32 (the results are
-        rounded into them anyway; float32 parameters adopt processing's new tensors)."""
-        not_float32 = [
-            v for v in tensors.values() if v.is_floating_point() and v.dtype != torch.float32
-        ]
-        if not_float32:
-            modes.enter_context(float32_buffers.Float32OnUse(not_float32, buffers.float32))
-        if any(self.targets[k].dtype != torch.float32 for k in tensors if k in self.targets):
-            modes.enter_context(weight_processing.folded_weights_in(buffers.empty_like))
+    def _workspace(
+        self, tensors: dict[str, Tensor], buffers: float32_buffers.Float32Buffers
+    ) -> weight_processing.Workspace:
+        """Processing reads float32 copies, made in `buffers`, of only what it uses; and
+        writes the folded matrices in `buffers` too when the parameters are not float32 (the
+        results are rounded into them anyway; float32 parameters adopt processing's new
+        tensors)."""
+        rounded = any(self.targets[k].dtype != torch.float32 for k in tensors if k in self.targets)
+        return weight_processing.Workspace(
+            read=float32_buffers.Float32OnRead(buffers.float32),
+            allocate=buffers.empty_like if rounded else None,
+        )
 
     def load_piece(self, piece: list[PlannedWeight], layers: list[int], unembed: bool) -> None:
         """Read, process and put one piece (the embedding, a layer, the unembedding) into the

@@ -1,11 +1,11 @@
-"""The reused buffers of a streamed half-precision load, and the mode that converts to float32
-only what processing uses."""
+"""The reused buffers of a streamed half-precision load, and the workspace `read` that
+converts to float32 only what processing reads."""
 
 import torch
 
 from tests.unit.test_weight_processing import make_cfg, random_state_dict
 from transformer_lens import weight_processing as wp
-from transformer_lens.pretrained.streaming.float32_buffers import Float32Buffers, Float32OnUse
+from transformer_lens.pretrained.streaming.float32_buffers import Float32Buffers, Float32OnRead
 
 
 def recording_float32(converted: list[torch.Tensor]):
@@ -16,31 +16,26 @@ def recording_float32(converted: list[torch.Tensor]):
     return to_float32
 
 
-def test_only_a_tensor_an_operation_uses_is_converted_and_only_once():
-    used = torch.randn(3, 4).to(torch.bfloat16)
-    queried = torch.randn(4, 5).to(torch.bfloat16)
+def test_a_tensor_is_converted_once_however_often_it_is_read():
+    half = torch.randn(3, 4).to(torch.bfloat16)
     converted: list[torch.Tensor] = []
-    with Float32OnUse([used, queried], recording_float32(converted)):
-        doubled = used * 2
-        summed = used.sum()
-        shape_facts = (queried.shape, queried.size(), queried.dim(), queried.ndim, len(queried))
-        assert queried.device == used.device
-    assert [id(t) for t in converted] == [id(used)]
-    assert shape_facts == ((4, 5), (4, 5), 2, 2, 4)
-    assert doubled.dtype == torch.float32 and torch.equal(doubled, used.float() * 2)
-    assert torch.equal(summed, used.float().sum())
+    read = Float32OnRead(recording_float32(converted))
+    first, second = read(half), read(half)
+    assert first is second and first.dtype == torch.float32
+    assert torch.equal(first, half.float())
+    assert [id(t) for t in converted] == [id(half)]
+    assert half.dtype == torch.bfloat16  # the tensor read is left as it is
 
 
-def test_asking_for_the_dtype_converts_so_processing_never_sees_half_precision():
-    tensor = torch.randn(3).to(torch.float16)
+def test_float32_and_integer_tensors_are_read_as_they_are():
     converted: list[torch.Tensor] = []
-    with Float32OnUse([tensor], recording_float32(converted)):
-        assert tensor.dtype == torch.float32
-    assert len(converted) == 1
-    assert tensor.dtype == torch.float16  # outside the mode nothing changed
+    read = Float32OnRead(recording_float32(converted))
+    single, ids = torch.randn(3), torch.arange(3)
+    assert read(single) is single and read(ids) is ids
+    assert converted == []
 
 
-def test_processing_under_the_mode_converts_what_it_reads_and_passes_the_rest_through():
+def test_processing_through_the_workspace_converts_what_it_reads_and_passes_the_rest_through():
     """An RMSNorm model without value biases: the fold reads the norms and the weights
     that read them; W_O and W_out come out as the very tensors that went in, unconverted.
     Everything processing changes equals processing float32 copies, bit for bit."""
@@ -48,15 +43,16 @@ def test_processing_under_the_mode_converts_what_it_reads_and_passes_the_rest_th
     sd = {k: v.to(torch.bfloat16) for k, v in random_state_dict(cfg).items()}
     for layer in range(cfg.n_layers):
         sd[f"blocks.{layer}.attn._b_V"] = torch.zeros_like(sd[f"blocks.{layer}.attn._b_V"])
-    steps = dict(center_writing_weights=False, center_unembed=True, fold_value_biases=True)
+    steps = wp.ProcessingFlags(center_writing_weights=False)
     converted: list[torch.Tensor] = []
-    with Float32OnUse(sd.values(), recording_float32(converted)):
-        lazily = wp.process_weights(sd, cfg, **steps)
-    eagerly = wp.process_weights({k: v.float() for k, v in sd.items()}, cfg, **steps)
+    workspace = wp.Workspace(read=Float32OnRead(recording_float32(converted)))
+    lazily = wp.process_weights(sd, cfg, steps, workspace=workspace)
+    eagerly = wp.process_weights({k: v.float() for k, v in sd.items()}, cfg, steps)
     output_projections = [
         f"blocks.{i}.{k}" for i in range(cfg.n_layers) for k in ("attn.W_O", "mlp.W_out")
     ]
     converted_ids = {id(t) for t in converted}
+    assert len(converted_ids) == len(converted)  # each tensor converted at most once
     for key in output_projections:
         assert lazily[key] is sd[key] and id(sd[key]) not in converted_ids, key
     for key in ("blocks.0.attn.W_Q", "blocks.1.mlp.W_gate", "blocks.0.ln1.w", "unembed.W_U"):

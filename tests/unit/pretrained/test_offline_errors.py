@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.helpers import assert_close
+from tests.tiny_hf import tiny_hf
 from transformer_lens import HookedTransformer
 from transformer_lens import loading_from_pretrained as lfp
 from transformer_lens.pretrained.hub import CheckpointUnavailableError
@@ -50,11 +51,7 @@ def no_grad():
 
 
 def tiny_gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=100, n_positions=32)
-    return GPT2LMHeadModel(config).eval()
+    return tiny_hf("gpt2", random_norms=False, vocab_size=100, n_positions=32)
 
 
 def cache_snapshot(cache, repo: str):
@@ -201,13 +198,6 @@ def test_a_deeper_path_that_does_not_exist_is_a_missing_directory(tmp_path):
 
 
 def test_unofficial_name_loads_through_hf_model_as_the_message_says():
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=100, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-    )  # fmt: skip
-    hf_model = Qwen2ForCausalLM(config).eval()
+    hf_model = tiny_hf("qwen2", random_norms=False, vocab_size=100, num_attention_heads=4)
     model = HookedTransformer.from_pretrained_no_processing("Qwen/Qwen2.5-0.5B", hf_model=hf_model)
     assert_close(model(TOKENS), hf_model(TOKENS).logits, 1e-5, "logits through hf_model=")

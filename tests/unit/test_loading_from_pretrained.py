@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from tests.helpers import assert_close, randomize_norms
+from tests.helpers import assert_close
+from tests.tiny_hf import tiny_hf
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens import loading_from_pretrained as lfp
 from transformer_lens.pretrained import checkpoints, hub, neel_config
@@ -37,21 +38,7 @@ def no_grad():
 def hf_gpt2():
     """A seeded random GPT2LMHeadModel: 2 layers, d_model 64, 4 heads, vocab 100, 32
     positions, with random norm weights and biases so that a dropped one shows."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=2,
-        n_embd=64,
-        n_head=4,
-        vocab_size=100,
-        n_positions=32,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    model = GPT2LMHeadModel(config).eval()
-    randomize_norms(model)
-    return model
+    return tiny_hf("gpt2", vocab_size=100, n_positions=32, bos_token_id=0, eos_token_id=0)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""Phi-3 and OLMo-2: what the shared matrix does not show. Phi-3's fused projections, partial
-rotary, sliding window, refused rope types and official config; OLMo-2's refusal, which
-names the architecture and what is missing."""
+"""Phi-3 beyond the family matrix (family_rows.ROWS, which runs its partial-rotary, sliding
+and tied variants): fused projections, which dims rotate, the sliding window, refused rope
+types and attention bias, the official config."""
 
 import socket
 from types import SimpleNamespace
@@ -8,18 +8,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.helpers import assert_close, randomize_norms
-from tests.integration import test_family_parity as parity
-from tests.integration.family_rows import ROWS, VOCAB, hf_model
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from tests.integration.family_rows import POS, hf_model, row, tokens
+from tests.tiny_hf import tiny_hf_config
+from transformer_lens import HookedTransformer
 from transformer_lens.loading_from_pretrained import (
     get_official_model_name,
     get_pretrained_model_config,
 )
-from transformer_lens.pretrained.convert import plan_state_dict
 from transformer_lens.pretrained.families import phi3
-from transformer_lens.pretrained.families.olmo2 import OLMO2
-from transformer_lens.pretrained.weight_conversions import convert_olmo2_weights
 
 pytestmark = [
     # Expected on every load of a tiny model under an official name, offline.
@@ -27,15 +23,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Could not load a tokenizer:UserWarning"),
 ]
 
-PHI3_ROW = next(row for row in ROWS if row.name == "phi3")
+PHI3_ROW = row("phi3")
 PHI3_NAME = "microsoft/Phi-3-mini-4k-instruct"
-OLMO2_REFUSAL = r"Olmo2ForCausalLM: OLMo-2's full-width q/k norm and post-only norms are not supported yet"  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _no_grad():
-    with torch.no_grad():
-        yield
 
 
 def load_phi3(variant: str) -> HookedTransformer:
@@ -43,19 +32,15 @@ def load_phi3(variant: str) -> HookedTransformer:
     return HookedTransformer.from_pretrained_no_processing(PHI3_NAME, hf_model=hf)
 
 
-# -------------------------------------------------------------------------- Phi-3
-
-
-def test_phi3_partial_rotary_rotates_only_the_first_dims_and_matches_hugging_face():
+def test_phi3_partial_rotary_rotates_only_the_first_dims():
+    """Logits: the matrix's partial_rotary row."""
     model = load_phi3("partial_rotary")
     assert (model.cfg.d_head, model.cfg.rotary_dim) == (8, 4)  # partial_rotary_factor 0.5
-    logits, cache = model.run_with_cache(parity.tokens())
+    _, cache = model.run_with_cache(tokens())
     for name in ("q", "k"):
         rotated, plain = cache[f"rot_{name}", 0], cache[name, 0]
         assert torch.equal(rotated[..., 4:], plain[..., 4:]), f"{name}: passed-through dims moved"
         assert not torch.equal(rotated[..., :4], plain[..., :4]), f"{name}: nothing rotated"
-    reference = hf_model(PHI3_ROW, "partial_rotary")(parity.tokens()).logits
-    assert_close(logits, reference, parity.ATOL, "phi3 partial rotary logits")
 
 
 def test_phi3_fused_projections_split_in_hugging_face_order():
@@ -78,8 +63,8 @@ def test_phi3_sliding_window_masks_every_layer_only_when_configured():
     sliding = load_phi3("sliding")
     assert sliding.cfg.attn_types == ["local", "local"] and sliding.cfg.window_size == 4
     assert load_phi3("gqa").cfg.attn_types is None
-    _, cache = sliding.run_with_cache(parity.tokens())
-    query, key = torch.arange(parity.POS)[:, None], torch.arange(parity.POS)[None, :]
+    _, cache = sliding.run_with_cache(tokens())
+    query, key = torch.arange(POS)[:, None], torch.arange(POS)[None, :]
     hidden = key <= query - 4  # HF keeps key > query - sliding_window
     for layer in range(sliding.cfg.n_layers):
         assert (cache["pattern", layer][..., hidden] == 0).all()
@@ -87,17 +72,8 @@ def test_phi3_sliding_window_masks_every_layer_only_when_configured():
 
 
 def test_phi3_refuses_longrope_naming_it():
-    from transformers import Phi3Config
-
-    config = Phi3Config(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=8,
-        max_position_embeddings=64,
-        pad_token_id=None,
-        eos_token_id=2,
+    config = tiny_hf_config(
+        "phi3",
         rope_parameters={
             "rope_type": "longrope",
             "rope_theta": 10000.0,
@@ -150,69 +126,3 @@ def test_phi3_config_as_shipped_loads_and_refuses_attention_bias():
     config = AutoConfig.for_model("phi3", **fields, attention_bias=True)
     with pytest.raises(ValueError, match="attention_bias=True is not supported"):
         get_pretrained_model_config(shipped, hf_cfg=config)
-
-
-# ------------------------------------------------------------------------- OLMo-2
-
-
-def tiny_olmo2() -> torch.nn.Module:
-    from transformers import Olmo2Config, Olmo2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Olmo2Config(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=None,
-        eos_token_id=2,
-        attn_implementation="eager",
-    )
-    model = Olmo2ForCausalLM(config).eval()
-    randomize_norms(model)
-    return model
-
-
-def olmo2_config_as_it_would_be() -> HookedTransformerConfig:
-    return HookedTransformerConfig(
-        n_layers=2,
-        d_model=64,
-        n_ctx=64,
-        d_head=8,
-        n_heads=8,
-        n_key_value_heads=2,
-        d_mlp=96,
-        d_vocab=VOCAB,
-        act_fn="silu",
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-        gated_mlp=True,
-        use_qk_norm=True,
-        use_normalization_before_and_after=True,
-    )
-
-
-def test_olmo2_loading_refuses_naming_the_architecture(tmp_path):
-    hf = tiny_olmo2()
-    with pytest.raises(ValueError, match=OLMO2_REFUSAL):
-        HookedTransformer.from_pretrained_no_processing("allenai/OLMo-2-tiny", hf_model=hf)
-    hf.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=OLMO2_REFUSAL):
-        HookedTransformer.from_pretrained(str(tmp_path))
-
-
-def test_olmo2_classic_weight_conversion_refuses_too():
-    with pytest.raises(ValueError, match=OLMO2_REFUSAL):
-        convert_olmo2_weights(tiny_olmo2(), olmo2_config_as_it_would_be())
-
-
-def test_olmo2_weight_map_uses_every_checkpoint_weight():
-    """The adapter's declared map is complete, so only the core change stands between
-    OLMo-2 and loading (see families/olmo2.py)."""
-    keys = tiny_olmo2().state_dict().keys()
-    planned = plan_state_dict(OLMO2, olmo2_config_as_it_would_be(), keys)
-    assert {p.hf_key for p in planned if p.hf_key is not None} == set(keys)
-    assert not any(p.key.startswith(("blocks.0.ln1.", "blocks.0.ln2.")) for p in planned)

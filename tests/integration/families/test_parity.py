@@ -1,4 +1,5 @@
-"""Every family against Hugging Face eager attention on the same random weights.
+"""The family matrix (family_rows.ROWS): every row and variant against Hugging Face eager
+attention on the same random weights.
 
 float32 tolerance 1e-5: both sides run the same maths with the same op order where it
 matters; measured differences are ~1e-7 to 1e-6 at these widths."""
@@ -9,22 +10,15 @@ import pytest
 import torch
 
 from tests.helpers import assert_close, bfloat16_like_from_pretrained, eager_attention
-from tests.integration.family_rows import CASE_IDS, CASES, VOCAB, FamilyRow, hf_model
+from tests.integration.family_rows import ATOL, CASE_IDS, CASES, FamilyRow, hf_model, tokens
 from transformer_lens import HookedTransformer
-
-ATOL = 1e-5
-BATCH, POS = 2, 11
 
 
 @pytest.fixture(autouse=True)
-def _quiet_and_no_grad():
-    with warnings.catch_warnings(), torch.no_grad():
+def _quiet():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # config differs from official; no tokenizer offline
         yield
-
-
-def tokens() -> torch.Tensor:
-    return torch.randint(0, VOCAB, (BATCH, POS), generator=torch.Generator().manual_seed(0))
 
 
 def load(row: FamilyRow, hf, **kwargs) -> HookedTransformer:

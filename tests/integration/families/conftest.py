@@ -1,0 +1,10 @@
+"""Family tests run their models without gradients."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield
