@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from transformer_lens.HookedTransformerConfig import resolve_dtype
 from transformer_lens.pretrained import hub
 from transformer_lens.weight_processing import ProcessingFlags
@@ -66,8 +64,3 @@ class LoadRequest:
             share_hf_tensors=bool(extra.get("share_hf_tensors", False)),
             hub_kwargs={k: extra[k] for k in hub.HUB_KWARGS if k in extra},
         )
-
-    @property
-    def dtype(self) -> torch.dtype:
-        dtype: torch.dtype = self.config_options["dtype"]
-        return dtype
